@@ -1,0 +1,55 @@
+"""``frugalnn reproduce NAME|--all [--quick] [--out DIR]``: run the paper-claim experiments."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+from frugalnn.commands._common import set_threads
+from frugalnn.core.report import markdown_table, write_markdown
+from frugalnn.errors import ConfigError
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "reproduce",
+        help="reproduce a paper's claim (or all of them) and write a report folder",
+        description="Run registered experiments; each writes JSON records, Markdown tables and plots.",
+    )
+    p.add_argument("name", nargs="?", help="experiment name (see --list)")
+    p.add_argument("--all", action="store_true", help="run every registered experiment")
+    p.add_argument("--quick", action="store_true", help="small, fast settings (what `make demo` runs)")
+    p.add_argument("--out", default="reports", help="report folder (default: ./reports)")
+    p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    p.add_argument("--threads", type=int, default=1, help="torch threads (default 1: reliable on 2 cores)")
+    p.add_argument("--list", action="store_true", help="list the experiments and exit")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from frugalnn import experiments
+
+    if args.list:
+        for exp in experiments.all_experiments():
+            print(f"{exp.name:20s} {exp.summary}")
+        return 0
+    if args.all == bool(args.name):
+        raise ConfigError("give exactly one experiment NAME or --all (see `frugalnn reproduce --list`)")
+    set_threads(args.threads)
+    chosen = experiments.all_experiments() if args.all else [experiments.get(args.name)]
+    out_root = Path(args.out)
+    summary_rows = []
+    for exp in chosen:
+        out_dir = out_root / exp.name
+        out_dir.mkdir(parents=True, exist_ok=True)
+        print(f"== {exp.name}: {exp.summary}", flush=True)
+        start = time.perf_counter()
+        headline = exp.fn(out_dir, args.quick, args.seed)
+        seconds = time.perf_counter() - start
+        summary_rows.append({"experiment": exp.name, "seconds": round(seconds, 1), "headline": json.dumps(headline)})
+        print(f"== {exp.name} done in {seconds:.1f} s -> {out_dir}", flush=True)
+    write_markdown(out_root / "SUMMARY.md", "# frugalnn reproduce\n\n" + markdown_table(summary_rows))
+    print(f"report: {out_root / 'SUMMARY.md'}")
+    return 0

@@ -1,0 +1,161 @@
+"""Result records (JSON with config, seed, versions, data identity), Markdown tables and PNG plots."""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as _dt
+import platform
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from frugalnn.core.io import atomic_write_bytes, atomic_write_json, atomic_write_text
+
+
+def versions() -> dict[str, str]:
+    """Versions of the packages a result depends on."""
+    import numpy
+    import torch
+
+    import frugalnn
+
+    out = {
+        "frugalnn": frugalnn.__version__,
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "numpy": numpy.__version__,
+    }
+    try:
+        import transformers
+
+        out["transformers"] = transformers.__version__
+    except ImportError:  # pragma: no cover - transformers is a dependency
+        pass
+    return out
+
+
+def _plain(obj: Any) -> Any:
+    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+        return dataclasses.asdict(obj)
+    return obj
+
+
+def make_record(
+    name: str,
+    *,
+    config: Any,
+    seed: int | None,
+    data: Mapping[str, Any] | None,
+    results: Any,
+    **extra: Any,
+) -> dict[str, Any]:
+    """A result record: what was run (config, seed), on what (data identity), with what (versions)."""
+    return {
+        "name": name,
+        "created_utc": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
+        "config": _plain(config),
+        "seed": seed,
+        "data": dict(data or {}),
+        "versions": versions(),
+        "machine": {"platform": platform.platform(), "processor": platform.machine()},
+        "results": _plain(results),
+        **extra,
+    }
+
+
+def write_record(path: str | Path, record: Mapping[str, Any]) -> Path:
+    return atomic_write_json(path, record)
+
+
+def _fmt(value: Any, digits: int) -> str:
+    if isinstance(value, float):
+        if value != 0 and (abs(value) >= 1e6 or abs(value) < 10 ** (-digits)):
+            return f"{value:.{digits}g}"
+        return f"{value:.{digits}f}"
+    return str(value)
+
+
+def markdown_table(rows: Sequence[Mapping[str, Any]], columns: Sequence[str] | None = None, digits: int = 3) -> str:
+    """Rows of dicts -> a GitHub Markdown table (columns default to the first row's keys)."""
+    if not rows:
+        return "(no rows)\n"
+    columns = list(columns or rows[0].keys())
+    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+    for row in rows:
+        lines.append("| " + " | ".join(_fmt(row.get(col, ""), digits) for col in columns) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def write_markdown(path: str | Path, text: str) -> Path:
+    return atomic_write_text(path, text)
+
+
+def line_plot(
+    path: str | Path,
+    series: Mapping[str, tuple[Sequence[float], Sequence[float]]],
+    *,
+    xlabel: str,
+    ylabel: str,
+    title: str = "",
+    logy: bool = False,
+    markers: bool = True,
+) -> Path:
+    """One PNG with a line per series (label -> (xs, ys)), written atomically."""
+    import io
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 4), dpi=120)
+    for label, (xs, ys) in series.items():
+        ax.plot(list(xs), list(ys), marker="o" if markers else None, label=label)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    if logy:
+        ax.set_yscale("log")
+    if title:
+        ax.set_title(title)
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png")
+    plt.close(fig)
+    return atomic_write_bytes(path, buffer.getvalue())
+
+
+def bar_plot(
+    path: str | Path,
+    labels: Sequence[str],
+    values: Mapping[str, Sequence[float]],
+    *,
+    ylabel: str,
+    title: str = "",
+) -> Path:
+    """Grouped bars: one group per label, one bar per series in ``values``."""
+    import io
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    fig, ax = plt.subplots(figsize=(max(6, 0.5 * len(labels)), 4), dpi=120)
+    width = 0.8 / max(1, len(values))
+    x = np.arange(len(labels))
+    for i, (name, vals) in enumerate(values.items()):
+        ax.bar(x + i * width, list(vals), width, label=name)
+    ax.set_xticks(x + width * (len(values) - 1) / 2, list(labels), rotation=45, ha="right")
+    ax.set_ylabel(ylabel)
+    if title:
+        ax.set_title(title)
+    if len(values) > 1:
+        ax.legend()
+    fig.tight_layout()
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png")
+    plt.close(fig)
+    return atomic_write_bytes(path, buffer.getvalue())

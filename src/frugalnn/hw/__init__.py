@@ -1,0 +1,1 @@
+"""Hardware cost models (gate level, RRAM crossbars). Imports core only."""

@@ -1,0 +1,1 @@
+"""One folder per paper. Each imports core/ and hw/, never another method."""
