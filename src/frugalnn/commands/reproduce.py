@@ -48,7 +48,9 @@ def run(args: argparse.Namespace) -> int:
         start = time.perf_counter()
         headline = exp.fn(out_dir, args.quick, args.seed)
         seconds = time.perf_counter() - start
-        summary_rows.append({"experiment": exp.name, "seconds": round(seconds, 1), "headline": json.dumps(headline)})
+        summary_rows.append(
+            {"experiment": exp.name, "seconds": round(seconds, 1), "headline": json.dumps(headline)}
+        )
         print(f"== {exp.name} done in {seconds:.1f} s -> {out_dir}", flush=True)
     write_markdown(out_root / "SUMMARY.md", "# frugalnn reproduce\n\n" + markdown_table(summary_rows))
     print(f"report: {out_root / 'SUMMARY.md'}")

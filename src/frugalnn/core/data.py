@@ -64,7 +64,9 @@ def read_idx(path: str | Path) -> np.ndarray:
         try:
             raw = gzip.decompress(raw)
         except (OSError, EOFError, zlib.error) as err:
-            raise DataError(f"IDX file {path} is a corrupt or truncated gzip ({err}); re-download it") from None
+            raise DataError(
+                f"IDX file {path} is a corrupt or truncated gzip ({err}); re-download it"
+            ) from None
     if len(raw) < 4 or raw[0] != 0 or raw[1] != 0:
         raise DataError(f"{path} is not an IDX file (bad magic number); expected MNIST-style IDX data")
     dtypes = {0x08: np.uint8, 0x09: np.int8, 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
@@ -123,7 +125,13 @@ def _build(
     axes = (0, 1, 2) if scaled.ndim == 3 else ((0, 1, 2) if scaled.shape[-1] in (1, 3) else (0, 2, 3))
     mean = np.atleast_1d(scaled.mean(axis=axes))
     std = np.atleast_1d(scaled.std(axis=axes)) + 1e-8
-    identity = {**identity, "val_size": val_size, "split_seed": seed, "mean": mean.tolist(), "std": std.tolist()}
+    identity = {
+        **identity,
+        "val_size": val_size,
+        "split_seed": seed,
+        "mean": mean.tolist(),
+        "std": std.tolist(),
+    }
 
     def labels(a: np.ndarray) -> torch.Tensor:
         return torch.from_numpy(a.astype(np.int64))
@@ -161,8 +169,15 @@ def _load_idx_folder(name: str, root: Path, val_size: int, seed: int) -> ImageDa
                 return candidate
         raise DataError(f"{root} has no {stem}[.gz]; point --data-root at a folder of MNIST-style IDX files")
 
-    files = {k: find(k) for k in ("train-images-idx3-ubyte", "train-labels-idx1-ubyte",
-                                  "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")}
+    files = {
+        k: find(k)
+        for k in (
+            "train-images-idx3-ubyte",
+            "train-labels-idx1-ubyte",
+            "t10k-images-idx3-ubyte",
+            "t10k-labels-idx1-ubyte",
+        )
+    }
     train = load_idx_pair(files["train-images-idx3-ubyte"], files["train-labels-idx1-ubyte"])
     test = load_idx_pair(files["t10k-images-idx3-ubyte"], files["t10k-labels-idx1-ubyte"])
     identity = {"source": str(root), "sha256": {k: file_sha256(v)[:16] for k, v in files.items()}}
@@ -179,7 +194,9 @@ def load_mnist5k(val_size: int = 500, test_size: int = 1000, seed: int = 0) -> I
     order = np.random.default_rng(seed + 1).permutation(len(x))
     test_idx, train_idx = order[:test_size], order[test_size:]
     identity = {"source": str(path), "sha256": file_sha256(path)[:16], "test_size": test_size}
-    return _build("mnist5k", (x[train_idx], y[train_idx]), (x[test_idx], y[test_idx]), 10, val_size, seed, identity)
+    return _build(
+        "mnist5k", (x[train_idx], y[train_idx]), (x[test_idx], y[test_idx]), 10, val_size, seed, identity
+    )
 
 
 def load_digits(val_size: int = 200, test_size: int = 300, seed: int = 0) -> ImageData:
@@ -192,7 +209,9 @@ def load_digits(val_size: int = 200, test_size: int = 300, seed: int = 0) -> Ima
     order = np.random.default_rng(seed + 1).permutation(len(x))
     test_idx, train_idx = order[:test_size], order[test_size:]
     identity = {"source": "sklearn.datasets.load_digits", "n": len(x)}
-    return _build("digits", (x[train_idx], y[train_idx]), (x[test_idx], y[test_idx]), 10, val_size, seed, identity)
+    return _build(
+        "digits", (x[train_idx], y[train_idx]), (x[test_idx], y[test_idx]), 10, val_size, seed, identity
+    )
 
 
 def _unpickle(path: Path) -> dict:
@@ -200,9 +219,13 @@ def _unpickle(path: Path) -> dict:
         with open(path, "rb") as handle:
             return pickle.load(handle, encoding="latin1")
     except FileNotFoundError:
-        raise DataError(f"CIFAR file {path} is missing; point --data-root at the extracted python folder") from None
+        raise DataError(
+            f"CIFAR file {path} is missing; point --data-root at the extracted python folder"
+        ) from None
     except (pickle.UnpicklingError, EOFError, ValueError) as err:
-        raise DataError(f"CIFAR file {path} is truncated or not a pickle ({err}); re-extract the archive") from None
+        raise DataError(
+            f"CIFAR file {path} is truncated or not a pickle ({err}); re-extract the archive"
+        ) from None
 
 
 def load_cifar(root: str | Path, classes: int = 10, val_size: int = 5000, seed: int = 0) -> ImageData:
@@ -229,11 +252,16 @@ def load_cifar(root: str | Path, classes: int = 10, val_size: int = 5000, seed: 
         return np.concatenate(xs), np.concatenate(ys)
 
     train, test = read(train_files), read(test_files)
-    identity = {"source": str(root), "sha256": {f.name: file_sha256(f)[:16] for f in train_files + test_files}}
+    identity = {
+        "source": str(root),
+        "sha256": {f.name: file_sha256(f)[:16] for f in train_files + test_files},
+    }
     return _build(f"cifar{classes}", train, test, classes, val_size, seed, identity)
 
 
-def load_image_data(name: str, root: str | Path | None = None, val_size: int | None = None, seed: int = 0) -> ImageData:
+def load_image_data(
+    name: str, root: str | Path | None = None, val_size: int | None = None, seed: int = 0
+) -> ImageData:
     """Load an image data set by name: fashion-mnist, mnist5k, digits, cifar10, cifar100, idx (needs root)."""
     if name == "fashion-mnist":
         return load_fashion_mnist(root, 5000 if val_size is None else val_size, seed)
@@ -246,12 +274,21 @@ def load_image_data(name: str, root: str | Path | None = None, val_size: int | N
             raise ConfigError(f"data set {name!r} needs a folder: pass --data-root PATH")
         if name == "idx":
             return _load_idx_folder("idx", Path(root), 5000 if val_size is None else val_size, seed)
-        return load_cifar(root, 10 if name == "cifar10" else 100, 5000 if val_size is None else val_size, seed)
+        return load_cifar(
+            root, 10 if name == "cifar10" else 100, 5000 if val_size is None else val_size, seed
+        )
     raise ConfigError(f"unknown data set {name!r}; choose one of {', '.join(IMAGE_DATASETS)}")
 
 
 # --------------------------------------------------------------------------- text
-AUSTEN_NOVELS = ("emma", "mansfieldpark", "northangerabbey", "persuasion", "prideprejudice", "sensesensibility")
+AUSTEN_NOVELS = (
+    "emma",
+    "mansfieldpark",
+    "northangerabbey",
+    "persuasion",
+    "prideprejudice",
+    "sensesensibility",
+)
 TEXT_SOURCES = tuple(f"austen:{n}" for n in AUSTEN_NOVELS) + ("jargon", "wikitext2:PATH", "file:PATH")
 
 
@@ -262,7 +299,9 @@ def _austen_lines(novel: str) -> list[str]:
     root = asset_path("austen")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # rdata warns "assumed RDS" for lazy-load records
-        index = rdata.conversion.convert(rdata.parser.parse_data(gzip.decompress((root / "Rdata.rdx").read_bytes())))
+        index = rdata.conversion.convert(
+            rdata.parser.parse_data(gzip.decompress((root / "Rdata.rdx").read_bytes()))
+        )
         offsets = {str(k): (int(v[0]), int(v[1])) for k, v in index["variables"].items()}
         if novel not in offsets:
             raise ConfigError(f"unknown Austen novel {novel!r}; choose one of {', '.join(sorted(offsets))}")
@@ -288,11 +327,15 @@ def load_text(source: str) -> TextData:
     if kind == "austen":
         text = "\n".join(_austen_lines(arg))
         path = asset_path("austen") / "Rdata.rdb"
-        return TextData(source, text, {"source": source, "rdb_sha256": file_sha256(path)[:16], "chars": len(text)})
+        return TextData(
+            source, text, {"source": source, "rdb_sha256": file_sha256(path)[:16], "chars": len(text)}
+        )
     if kind == "jargon":
         path = asset_path("jargon")
         text = gzip.decompress(path.read_bytes()).decode("latin-1")
-        return TextData(source, text, {"source": source, "sha256": file_sha256(path)[:16], "chars": len(text)})
+        return TextData(
+            source, text, {"source": source, "sha256": file_sha256(path)[:16], "chars": len(text)}
+        )
     if kind in ("wikitext2", "file"):
         if not arg:
             raise ConfigError(f"{kind}: needs a path, e.g. {kind}:/data/wikitext-2-raw/wiki.test.raw")
@@ -305,11 +348,15 @@ def load_text(source: str) -> TextData:
             text = path.read_text(encoding="utf-8")
         except UnicodeDecodeError as err:
             raise DataError(f"{path} is not UTF-8 text ({err.reason}); convert it first") from None
-        return TextData(source, text, {"source": source, "sha256": file_sha256(path)[:16], "chars": len(text)})
+        return TextData(
+            source, text, {"source": source, "sha256": file_sha256(path)[:16], "chars": len(text)}
+        )
     raise ConfigError(f"unknown text source {source!r}; choose one of {', '.join(TEXT_SOURCES)}")
 
 
-def token_windows(token_ids: Iterable[int] | torch.Tensor, window: int, limit_tokens: int | None = None) -> torch.Tensor:
+def token_windows(
+    token_ids: Iterable[int] | torch.Tensor, window: int, limit_tokens: int | None = None
+) -> torch.Tensor:
     """Cut a token stream into non-overlapping windows of ``window`` tokens (a trailing rest is dropped)."""
     ids = torch.as_tensor(token_ids, dtype=torch.long).flatten()
     if window <= 0:
@@ -357,7 +404,10 @@ def load_mmlu(path: str | Path | None = None) -> tuple[list[MMLUQuestion], dict[
                     str(row.get("topic", "")),
                 )
             )
-    identity = {"source": str(path), "sha256": file_sha256(path)[:16], "rows": len(questions), "dropped": dropped}
+    identity = {
+        "source": str(path),
+        "sha256": file_sha256(path)[:16],
+        "rows": len(questions),
+        "dropped": dropped,
+    }
     return questions, identity
-
-

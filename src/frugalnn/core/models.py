@@ -121,7 +121,9 @@ class BasicBlock(nn.Module):
         self.bn2 = nn.BatchNorm2d(planes)
         self.shortcut: nn.Module = nn.Identity()
         if stride != 1 or in_planes != planes:
-            self.shortcut = nn.Sequential(nn.Conv2d(in_planes, planes, 1, stride, bias=False), nn.BatchNorm2d(planes))
+            self.shortcut = nn.Sequential(
+                nn.Conv2d(in_planes, planes, 1, stride, bias=False), nn.BatchNorm2d(planes)
+            )
         self.relu = nn.ReLU(inplace=True)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -136,12 +138,16 @@ class ResNetCifar(nn.Module):
     ResNet-20 is n = 3, w = 16: 0.27 M parameters, about 40.8 M MACs on 32x32 input.
     """
 
-    def __init__(self, in_channels: int = 1, num_classes: int = 10, depth: int = 20, width: int = 16, **_: Any):
+    def __init__(
+        self, in_channels: int = 1, num_classes: int = 10, depth: int = 20, width: int = 16, **_: Any
+    ):
         super().__init__()
         if (depth - 2) % 6:
             raise ConfigError(f"CIFAR ResNet depth must be 6n+2 (20, 32, 44, 56), got {depth}")
         n = (depth - 2) // 6
-        self.stem = nn.Sequential(nn.Conv2d(in_channels, width, 3, 1, 1, bias=False), nn.BatchNorm2d(width), nn.ReLU(inplace=True))
+        self.stem = nn.Sequential(
+            nn.Conv2d(in_channels, width, 3, 1, 1, bias=False), nn.BatchNorm2d(width), nn.ReLU(inplace=True)
+        )
         layers, planes = [], width
         for stage, stride in enumerate((1, 2, 2)):
             out = width * 2**stage
@@ -169,10 +175,16 @@ def build_model(spec: ModelSpec | str, **overrides: Any) -> nn.Module:
         hidden = tuple(opts.pop("hidden", (256, 128)))
         return MLP(spec.in_channels * spec.image_size**2, spec.num_classes, hidden)
     if spec.name == "lenet5":
+        if spec.image_size < 28:
+            raise ConfigError(
+                f"LeNet-5 needs images of at least 28 px, got {spec.image_size}; use vgg-small or mlp"
+            )
         return LeNet5(spec.in_channels, spec.num_classes, spec.image_size)
     if spec.name == "vgg-small":
         return VGGSmall(spec.in_channels, spec.num_classes, tuple(opts.pop("stages", (32, 64, 128))))
     if spec.name in ("resnet20", "resnet32", "resnet44", "resnet56"):
         depth = int(spec.name.removeprefix("resnet"))
         return ResNetCifar(spec.in_channels, spec.num_classes, depth, int(opts.pop("width", 16)))
-    raise ConfigError(f"unknown model {spec.name!r}; choose one of {', '.join(MODEL_NAMES)} (or resnet32/44/56)")
+    raise ConfigError(
+        f"unknown model {spec.name!r}; choose one of {', '.join(MODEL_NAMES)} (or resnet32/44/56)"
+    )

@@ -75,7 +75,9 @@ def _fmt(value: Any, digits: int) -> str:
     return str(value)
 
 
-def markdown_table(rows: Sequence[Mapping[str, Any]], columns: Sequence[str] | None = None, digits: int = 3) -> str:
+def markdown_table(
+    rows: Sequence[Mapping[str, Any]], columns: Sequence[str] | None = None, digits: int = 3
+) -> str:
     """Rows of dicts -> a GitHub Markdown table (columns default to the first row's keys)."""
     if not rows:
         return "(no rows)\n"

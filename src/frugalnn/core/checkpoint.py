@@ -1,0 +1,105 @@
+"""Checkpoints as safetensors (tensors) + JSON (spec, config, progress); atomic; typed errors.
+
+A checkpoint folder holds ``model.safetensors`` and ``checkpoint.json``; a training checkpoint adds
+``train_state.safetensors`` (optimizer buffers) so a killed run resumes bit-exactly.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save
+
+from frugalnn.core.io import atomic_write_bytes, atomic_write_json
+from frugalnn.core.models import ModelSpec, build_model
+from frugalnn.errors import CheckpointError
+
+MODEL_FILE = "model.safetensors"
+META_FILE = "checkpoint.json"
+
+
+def save_tensors(
+    path: str | Path, tensors: dict[str, torch.Tensor], metadata: dict[str, str] | None = None
+) -> Path:
+    """Atomic safetensors write (shared storage is cloned so safetensors accepts it)."""
+    plain = {k: v.detach().contiguous().clone() for k, v in tensors.items()}
+    return atomic_write_bytes(path, save(plain, metadata=metadata))
+
+
+def load_tensors(path: str | Path) -> dict[str, torch.Tensor]:
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint file {path} does not exist; check --model / the path")
+    try:
+        return load_file(str(path))
+    except (SafetensorError, OSError, ValueError) as err:
+        raise CheckpointError(
+            f"{path} is not a readable safetensors file ({err}); it is truncated or corrupt"
+        ) from None
+
+
+def save_checkpoint(
+    folder: str | Path, model: torch.nn.Module, spec: ModelSpec, meta: dict[str, Any] | None = None
+) -> Path:
+    """Write weights and metadata (the spec rebuilds the architecture)."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    save_tensors(folder / MODEL_FILE, model.state_dict())
+    atomic_write_json(folder / META_FILE, {"spec": spec.to_dict(), **(meta or {})})
+    return folder
+
+
+def read_meta(folder: str | Path) -> dict[str, Any]:
+    folder = Path(folder)
+    meta_path = folder / META_FILE if folder.is_dir() else folder
+    if not meta_path.is_file():
+        raise CheckpointError(
+            f"{folder} is not a frugalnn checkpoint (no {META_FILE}); train one with `frugalnn train`"
+        )
+    try:
+        return json.loads(meta_path.read_text())
+    except json.JSONDecodeError as err:
+        raise CheckpointError(f"{meta_path} is corrupt JSON ({err.msg}); re-create the checkpoint") from None
+
+
+def load_weights(model: torch.nn.Module, tensors: dict[str, torch.Tensor], source: str) -> None:
+    """Load a state dict, turning a shape or key mismatch into a CheckpointError."""
+    own = model.state_dict()
+    missing = sorted(set(own) - set(tensors))
+    unexpected = sorted(set(tensors) - set(own))
+    wrong = [k for k in own if k in tensors and own[k].shape != tensors[k].shape]
+    if missing or unexpected or wrong:
+        detail = (
+            (missing and f"missing {missing[:3]}")
+            or (unexpected and f"unexpected {unexpected[:3]}")
+            or (
+                f"shape of {wrong[0]} is {tuple(tensors[wrong[0]].shape)}, model has {tuple(own[wrong[0]].shape)}"
+            )
+        )
+        raise CheckpointError(
+            f"checkpoint {source} does not match this architecture ({detail}); use the model it was trained with"
+        )
+    model.load_state_dict(tensors)
+
+
+def load_checkpoint(folder: str | Path) -> tuple[torch.nn.Module, ModelSpec, dict[str, Any]]:
+    """Rebuild the model from its spec and load its weights."""
+    folder = Path(folder)
+    if not folder.exists():
+        raise CheckpointError(
+            f"checkpoint {folder} does not exist; train one with `frugalnn train --out {folder}`"
+        )
+    meta = read_meta(folder)
+    try:
+        spec = ModelSpec.from_dict(meta["spec"])
+    except (KeyError, TypeError) as err:
+        raise CheckpointError(
+            f"{folder}/{META_FILE} has no valid model spec ({err}); re-create the checkpoint"
+        ) from None
+    model = build_model(spec)
+    load_weights(model, load_tensors(folder / MODEL_FILE), str(folder))
+    return model, spec, meta

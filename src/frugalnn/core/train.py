@@ -1,0 +1,327 @@
+"""Train and evaluate image classifiers: SGD/Adam, cosine/step schedules, crop+flip augmentation,
+progress bars, checkpoints that resume bit-exactly after a kill, and data parallelism (torchrun/DDP).
+
+Determinism: the batch order and augmentation of step ``s`` of epoch ``e`` depend only on
+(seed, e, s), and the learning rate only on the global step, so a resumed run replays exactly the
+steps the killed run would have taken.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import shutil
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.distributed as dist
+import torch.nn.functional as F
+from torch import nn
+from tqdm.auto import tqdm
+
+from frugalnn.core.checkpoint import load_tensors, load_weights, save_checkpoint, save_tensors
+from frugalnn.core.data import ImageData
+from frugalnn.core.io import atomic_output_dir, atomic_write_json
+from frugalnn.core.measure import accuracy
+from frugalnn.core.models import ModelSpec
+from frugalnn.errors import CheckpointError, ConfigError
+
+
+@dataclass
+class TrainConfig:
+    epochs: int = 10
+    batch_size: int = 128  # global batch: split across DDP ranks
+    lr: float = 0.1
+    optimizer: str = "sgd"  # sgd | adam
+    momentum: float = 0.9
+    weight_decay: float = 5e-4
+    schedule: str = "cosine"  # cosine | step | constant
+    step_epochs: int = 30
+    gamma: float = 0.1
+    augment: bool = True  # random crop (pad 2 px on 28x28, 4 on 32x32) + horizontal flip
+    flip: bool = True  # turn off for digits
+    seed: int = 0
+    checkpoint_every_steps: int = 0  # 0: checkpoint at epoch ends only
+    max_steps_per_epoch: int | None = None  # quick runs
+    eval_batch_size: int = 512
+
+    def validate(self) -> None:
+        if self.epochs < 0:
+            raise ConfigError(f"epochs must be 0 or more, got {self.epochs}")
+        if self.batch_size <= 0:
+            raise ConfigError(f"batch size must be positive, got {self.batch_size}")
+        if not self.lr > 0:
+            raise ConfigError(f"learning rate must be positive, got {self.lr}")
+        if self.optimizer not in ("sgd", "adam"):
+            raise ConfigError(f"optimizer must be sgd or adam, got {self.optimizer!r}")
+        if self.schedule not in ("cosine", "step", "constant"):
+            raise ConfigError(f"schedule must be cosine, step or constant, got {self.schedule!r}")
+        if self.max_steps_per_epoch is not None and self.max_steps_per_epoch <= 0:
+            raise ConfigError(f"max_steps_per_epoch must be positive, got {self.max_steps_per_epoch}")
+
+
+@dataclass
+class TrainResult:
+    history: list[dict[str, float]] = field(default_factory=list)
+    val_accuracy: float = float("nan")
+    test_accuracy: float = float("nan")
+    seconds: float = 0.0
+    images_per_s: float = 0.0
+    resumed_from_step: int = 0
+
+
+def init_distributed() -> tuple[int, int]:
+    """Join the process group that torchrun describes (RANK/WORLD_SIZE/MASTER_ADDR env vars).
+
+    gloo on CPU, nccl when CUDA is there. A plain ``python`` run stays single-process.
+    """
+    import os
+
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1 and not dist.is_initialized():
+        dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
+    return _world()
+
+
+def _world() -> tuple[int, int]:
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1
+
+
+def make_optimizer(params: Any, config: TrainConfig) -> torch.optim.Optimizer:
+    if config.optimizer == "sgd":
+        return torch.optim.SGD(
+            params, lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay
+        )
+    return torch.optim.Adam(params, lr=config.lr, weight_decay=config.weight_decay)
+
+
+def lr_at(config: TrainConfig, step: int, total_steps: int, steps_per_epoch: int) -> float:
+    if config.schedule == "cosine":
+        return config.lr * 0.5 * (1 + math.cos(math.pi * min(step, total_steps) / max(1, total_steps)))
+    if config.schedule == "step":
+        return config.lr * config.gamma ** ((step // max(1, steps_per_epoch)) // config.step_epochs)
+    return config.lr
+
+
+def augment_batch(x: torch.Tensor, gen: torch.Generator, flip: bool = True) -> torch.Tensor:
+    """Vectorised random crop with zero padding and random horizontal flip."""
+    b, _, h, w = x.shape
+    pad = 2 if h <= 28 else 4
+    padded = F.pad(x, (pad, pad, pad, pad))
+    dy = torch.randint(0, 2 * pad + 1, (b,), generator=gen)
+    dx = torch.randint(0, 2 * pad + 1, (b,), generator=gen)
+    rows = (dy[:, None] + torch.arange(h))[:, :, None]  # (b, h, 1)
+    cols = (dx[:, None] + torch.arange(w))[:, None, :]  # (b, 1, w)
+    out = padded.permute(0, 2, 3, 1)[torch.arange(b)[:, None, None], rows, cols].permute(0, 3, 1, 2)
+    if flip:
+        mask = torch.rand(b, generator=gen) < 0.5
+        out = torch.where(mask[:, None, None, None], out.flip(-1), out)
+    return out.contiguous()
+
+
+def _batch_generator(seed: int, epoch: int, step: int) -> torch.Generator:
+    return torch.Generator().manual_seed((seed * 1_000_003 + epoch) * 1_000_033 + step)
+
+
+def _state_dir(out_dir: Path) -> Path:
+    return out_dir / "train_state"
+
+
+def _save_train_state(
+    out_dir: Path, model: nn.Module, opt: torch.optim.Optimizer, progress: dict[str, Any]
+) -> None:
+    """Write weights + optimizer buffers into a fresh step folder, then move the LATEST pointer."""
+    root = _state_dir(out_dir)
+    name = f"step-{progress['global_step']:08d}"
+    tensors = {f"model.{k}": v for k, v in model.state_dict().items()}
+    scalars: dict[str, Any] = {}
+    for idx, state in opt.state_dict()["state"].items():
+        for key, value in state.items():
+            if torch.is_tensor(value):
+                tensors[f"optim.{idx}.{key}"] = value
+            else:
+                scalars[f"{idx}.{key}"] = value
+    with atomic_output_dir(root / name, overwrite=True) as tmp:
+        save_tensors(tmp / "state.safetensors", tensors)
+        atomic_write_json(tmp / "progress.json", {**progress, "optim_scalars": scalars})
+    atomic_write_json(root / "LATEST.json", {"folder": name})
+    for old in root.glob("step-*"):
+        if old.name != name:
+            shutil.rmtree(old, ignore_errors=True)
+
+
+def _load_train_state(out_dir: Path, model: nn.Module, opt: torch.optim.Optimizer) -> dict[str, Any] | None:
+    latest = _state_dir(out_dir) / "LATEST.json"
+    if not latest.exists():
+        return None
+    folder = _state_dir(out_dir) / json.loads(latest.read_text())["folder"]
+    progress = json.loads((folder / "progress.json").read_text())
+    tensors = load_tensors(folder / "state.safetensors")
+    load_weights(model, {k[6:]: v for k, v in tensors.items() if k.startswith("model.")}, str(folder))
+    state: dict[int, dict[str, Any]] = {}
+    for key, value in tensors.items():
+        if key.startswith("optim."):
+            _, idx, name = key.split(".", 2)
+            state.setdefault(int(idx), {})[name] = value
+    for key, value in progress.pop("optim_scalars", {}).items():
+        idx, name = key.split(".", 1)
+        state.setdefault(int(idx), {})[name] = value
+    opt_state = opt.state_dict()
+    opt_state["state"] = state
+    opt.load_state_dict(opt_state)
+    return progress
+
+
+def train(
+    model: nn.Module,
+    data: ImageData,
+    config: TrainConfig,
+    *,
+    out_dir: str | Path | None = None,
+    spec: ModelSpec | None = None,
+    extra_loss: Callable[[nn.Module], torch.Tensor] | None = None,
+    loss_fn: Callable[[nn.Module, torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
+    progress: bool = True,
+    evaluate_test: bool = True,
+    _interrupt_after_steps: int | None = None,
+) -> TrainResult:
+    """Train ``model`` in place on ``data.x_train``; resumes from ``out_dir`` when a state is there.
+
+    ``loss_fn(model, x, y)`` replaces cross-entropy (e.g. early-exit heads); ``extra_loss(model)``
+    adds a regulariser (e.g. orthogonality or L1 for pruning). Under torchrun, each rank takes its
+    share of every global batch and DDP averages the gradients.
+    """
+    config.validate()
+    rank, world = _world()
+    if config.batch_size % world:
+        raise ConfigError(f"global batch {config.batch_size} must divide by the {world} DDP processes")
+    torch.manual_seed(config.seed)
+    out = Path(out_dir) if out_dir else None
+    net: nn.Module = model
+    if world > 1:
+        net = nn.parallel.DistributedDataParallel(model)
+    opt = make_optimizer(model.parameters(), config)
+    n = len(data.x_train)
+    steps_per_epoch = n // config.batch_size
+    if steps_per_epoch == 0:
+        raise ConfigError(
+            f"batch size {config.batch_size} exceeds the {n} training samples; use a smaller batch"
+        )
+    if config.max_steps_per_epoch:
+        steps_per_epoch = min(steps_per_epoch, config.max_steps_per_epoch)
+    total_steps = steps_per_epoch * config.epochs
+    result = TrainResult()
+    start_epoch = start_step = 0
+    if out is not None:
+        state = _load_train_state(out, model, opt)
+        if state is not None:
+            if state.get("config") != asdict(config):
+                raise CheckpointError(
+                    f"{out} holds a run with another config; use a new --out or the same options to resume"
+                )
+            start_epoch, start_step = state["epoch"], state["step_in_epoch"]
+            result.history = state.get("history", [])
+            result.resumed_from_step = state["global_step"]
+    criterion = loss_fn or (lambda m, xb, yb: F.cross_entropy(m(xb), yb))
+    started = time.perf_counter()
+    images_seen = 0
+    for epoch in range(start_epoch, config.epochs):
+        net.train()
+        order = torch.randperm(n, generator=torch.Generator().manual_seed(config.seed * 7919 + epoch))
+        first = start_step if epoch == start_epoch else 0
+        bar = tqdm(
+            range(first, steps_per_epoch),
+            desc=f"epoch {epoch + 1}/{config.epochs}",
+            disable=not progress or rank != 0,
+            leave=False,
+            mininterval=1.0,
+        )
+        loss_sum, loss_count, epoch_start = 0.0, 0, time.perf_counter()
+        for step in bar:
+            global_step = epoch * steps_per_epoch + step
+            idx = order[step * config.batch_size : (step + 1) * config.batch_size]
+            xb, yb = data.x_train[idx], data.y_train[idx]
+            if config.augment:  # augment the global batch, then shard: ranks see what one process would
+                xb = augment_batch(xb, _batch_generator(config.seed, epoch, step), config.flip)
+            xb, yb = xb[rank::world], yb[rank::world]
+            for group in opt.param_groups:
+                group["lr"] = lr_at(config, global_step, total_steps, steps_per_epoch)
+            loss = criterion(net, xb, yb)
+            if extra_loss is not None:
+                loss = loss + extra_loss(model)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            loss_sum += float(loss.detach())
+            loss_count += 1
+            images_seen += len(xb) * world
+            bar.set_postfix(loss=f"{loss_sum / loss_count:.4f}")
+            done_step = step + 1
+            if (
+                out is not None
+                and rank == 0
+                and config.checkpoint_every_steps
+                and (global_step + 1) % config.checkpoint_every_steps == 0
+                and done_step < steps_per_epoch
+            ):
+                _save_train_state(
+                    out,
+                    model,
+                    opt,
+                    {
+                        "epoch": epoch,
+                        "step_in_epoch": done_step,
+                        "global_step": global_step + 1,
+                        "config": asdict(config),
+                        "history": result.history,
+                    },
+                )
+            if _interrupt_after_steps is not None and global_step + 1 >= _interrupt_after_steps:
+                raise KeyboardInterrupt(f"simulated kill after step {global_step + 1}")
+        bar.close()
+        entry = {
+            "epoch": epoch + 1,
+            "train_loss": loss_sum / max(1, loss_count),
+            "seconds": time.perf_counter() - epoch_start,
+        }
+        if len(data.x_val):
+            entry["val_accuracy"] = accuracy(model, data.x_val, data.y_val, config.eval_batch_size)
+        result.history.append(entry)
+        if progress and rank == 0:
+            val = f", val acc {entry['val_accuracy']:.4f}" if "val_accuracy" in entry else ""
+            print(
+                f"epoch {epoch + 1}/{config.epochs}: loss {entry['train_loss']:.4f}{val} ({entry['seconds']:.0f} s)",
+                flush=True,
+            )
+        if out is not None and rank == 0:
+            _save_train_state(
+                out,
+                model,
+                opt,
+                {
+                    "epoch": epoch + 1,
+                    "step_in_epoch": 0,
+                    "global_step": (epoch + 1) * steps_per_epoch,
+                    "config": asdict(config),
+                    "history": result.history,
+                },
+            )
+    result.seconds = time.perf_counter() - started
+    result.images_per_s = images_seen / result.seconds if result.seconds > 0 else 0.0
+    if len(data.x_val):
+        result.val_accuracy = accuracy(model, data.x_val, data.y_val, config.eval_batch_size)
+    if evaluate_test:
+        result.test_accuracy = accuracy(model, data.x_test, data.y_test, config.eval_batch_size)
+    if out is not None and rank == 0 and spec is not None:
+        save_checkpoint(
+            out,
+            model,
+            spec,
+            {"train_config": asdict(config), "data": data.identity, "result": asdict(result)},
+        )
+    return result

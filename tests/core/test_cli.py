@@ -1,0 +1,66 @@
+import subprocess
+import sys
+
+import pytest
+
+from frugalnn.cli import main
+
+
+def run_cli(*args):
+    return subprocess.run(
+        [sys.executable, "-m", "frugalnn.cli", *args], capture_output=True, text=True, timeout=300
+    )
+
+
+@pytest.mark.parametrize(
+    "args, needle",
+    [
+        (["train", "--model", "alexnet", "--data", "digits", "--out", "OUT"], "unknown model"),
+        (["train", "--model", "mlp", "--data", "nope", "--out", "OUT"], "unknown data set"),
+        (["train", "--model", "mlp", "--epochs", "-2", "--out", "OUT"], "must be 0 or more"),
+        (["train", "--model", "mlp", "--batch-size", "0", "--out", "OUT"], "positive"),
+        (["eval", "--model", "does/not/exist"], "does not exist"),
+        (["reproduce", "no-such-experiment"], "unknown experiment"),
+    ],
+)
+def test_bad_input_is_one_line_exit_2(tmp_path, args, needle):
+    args = [a.replace("OUT", str(tmp_path / "out")) for a in args]
+    proc = run_cli(*args)
+    assert proc.returncode == 2, proc.stderr
+    assert needle in proc.stderr and "Traceback" not in proc.stderr
+    assert not (tmp_path / "out").exists(), "no partial output after bad input"
+
+
+def test_train_eval_info_end_to_end(tmp_path, capsys):
+    out = tmp_path / "mlp"
+    assert (
+        main(
+            [
+                "train",
+                "--model",
+                "mlp",
+                "--data",
+                "digits",
+                "--epochs",
+                "2",
+                "--no-augment",
+                "--out",
+                str(out),
+            ]
+        )
+        == 0
+    )
+    assert (out / "model.safetensors").exists() and (out / "checkpoint.json").exists()
+    assert main(["eval", "--model", str(out), "--data", "digits"]) == 0
+    printed = capsys.readouterr().out
+    assert '"accuracy"' in printed
+    assert main(["info", "resnet20"]) == 0
+    assert "31,021,952 MACs" in capsys.readouterr().out
+    proc = run_cli("eval", "--model", str(out), "--data", "fashion-mnist")
+    assert proc.returncode == 2 and "evaluate on the data it was trained on" in proc.stderr
+
+
+def test_help_everywhere():
+    for sub in ([], ["train"], ["eval"], ["info"], ["reproduce"], ["zoo"]):
+        proc = run_cli(*sub, "--help")
+        assert proc.returncode == 0 and "usage" in proc.stdout
