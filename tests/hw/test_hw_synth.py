@@ -1,0 +1,65 @@
+"""yosys synthesis, OpenSTA timing and power, and the errors a user sees."""
+
+import numpy as np
+import pytest
+
+from frugalnn.errors import ConfigError, ToolError
+from frugalnn.hw.crosscheck import power_crosscheck
+from frugalnn.hw.synth import sta_timing, synthesize, synthesize_file
+from frugalnn.hw.timed import electrical
+
+
+def test_synthesis_reports_area_and_cells(mul4):
+    assert mul4.n_cells == sum(mul4.cell_counts.values()) > 10
+    # yosys' stat area equals the sum of the Liberty areas of the instantiated cells
+    lib = mul4.library
+    assert mul4.area == pytest.approx(sum(lib.cells[c].area * k for c, k in mul4.cell_counts.items()))
+    assert "module mul4" in mul4.verilog
+
+
+def test_opensta_critical_path_close_to_ours(mul4):
+    report = sta_timing(mul4)
+    ours = electrical(mul4.netlist).critical_path_ns(mul4.netlist.outputs["y"])
+    assert 0.5 < report.critical_path_ns < 5.0
+    # ours takes the worse of rise and fall on every arc, so it bounds OpenSTA's from above
+    assert report.critical_path_ns <= ours * 1.001
+    assert ours <= report.critical_path_ns * 1.3
+
+
+def test_power_crosscheck_switching_and_leakage_match_opensta(mul4):
+    rng = np.random.default_rng(0)
+    n = 64 * 40 + 1
+    check = power_crosscheck(mul4, {"a": rng.integers(0, 16, n), "b": rng.integers(0, 16, n)})
+    sta, conv = check.sta, check.ours_sta_convention
+    # same activities (OpenSTA's propagation, replicated) and our loads -> the same switching power
+    assert conv.switching_w == pytest.approx(sta.switching_w, rel=0.02)
+    assert conv.leakage_w == pytest.approx(sta.leakage_w, rel=1e-4)
+    assert check.ours.total_w > 0 and sta.internal_w > 0
+
+
+def test_verilog_that_yosys_rejects_shows_its_message():
+    with pytest.raises(ToolError, match="syntax error"):
+        synthesize("module bad(input a, output y); assign y = a +; endmodule", "bad")
+    with pytest.raises(ToolError, match="not found"):
+        synthesize("module ok(input a, output y); assign y = a; endmodule", "other")
+    with pytest.raises(ConfigError):
+        synthesize("module ok(input a, output y); assign y = a; endmodule", "bad name")
+
+
+def test_missing_tool_names_make_tools(monkeypatch, tmp_path):
+    monkeypatch.setenv("PATH", str(tmp_path))
+    with pytest.raises(ToolError, match="make tools"):
+        synthesize("module ok(input a, output y); assign y = a; endmodule", "ok")
+
+
+def test_synthesize_file_picks_the_last_module(tmp_path):
+    path = tmp_path / "two.v"
+    path.write_text(
+        "module inner(input a, output y); assign y = ~a; endmodule\n"
+        "module outer(input [1:0] a, output [1:0] y); inner i0(a[0], y[0]); inner i1(a[1], y[1]); endmodule\n"
+    )
+    mapped = synthesize_file(path)
+    assert mapped.top == "outer"
+    assert np.array_equal(mapped.netlist.simulate({"a": np.arange(4)})["y"], 3 - np.arange(4))
+    with pytest.raises(ConfigError):
+        synthesize_file(tmp_path / "missing.v")
