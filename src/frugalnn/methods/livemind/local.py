@@ -1,0 +1,198 @@
+"""Local transformers backend with a token-prefix KV cache (loaded through ``core/llm.py``).
+
+The backend keeps the KV cache of the last sequence it ran. A new call renders its messages with the
+chat template, finds the longest common prefix of token ids with what the cache holds, crops the cache
+there and prefills only the rest. With the ``ua-spi`` format earlier messages never change, so an
+inference step prefills only its new segment, and the final answer only the last segment and the
+options (LiveMind §3; the issue's "keep the KV cache of everything already seen").
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+import torch
+
+from frugalnn.errors import ConfigError
+from frugalnn.methods.livemind.backends import BackendError, Messages, Piece
+
+
+class LocalBackend:
+    """Greedy chat generation on a local causal LM, reusing the KV cache across calls.
+
+    Several instances may share one model (each keeps its own cache), e.g. LiveMind and the baseline.
+    One call runs at a time per instance (a re-entrant lock, so a server can share it between threads).
+    """
+
+    def __init__(
+        self,
+        model: torch.nn.Module,
+        tokenizer: Any,
+        name: str = "local",
+        reuse_cache: bool = True,
+        cpu_clock: bool = False,
+    ) -> None:
+        if not getattr(tokenizer, "chat_template", None):
+            raise ConfigError("this tokenizer has no chat template; give a chat (instruct) model")
+        self.model = model.eval()
+        self.tok = tokenizer
+        self.name = name
+        self.reuse_cache = reuse_cache
+        # cpu_clock: report the calling thread's CPU time instead of wall time. With one torch thread all
+        # model work runs on the calling thread, so this is the time an otherwise idle core would take,
+        # robust to other processes on a shared machine (wall time is still reported as Piece.wall_s).
+        self.clock = time.thread_time if cpu_clock else time.perf_counter
+        self.max_positions = int(getattr(model.config, "max_position_embeddings", 2048))
+        self.eos_ids = {
+            i
+            for i in (tokenizer.eos_token_id, tokenizer.convert_tokens_to_ids("<|im_end|>"))
+            if i is not None
+        }
+        self.eos_ids |= {
+            i for i in [tokenizer.convert_tokens_to_ids("<|endoftext|>")] if isinstance(i, int) and i >= 0
+        }
+        self.lock = threading.RLock()
+        self.last_stats: dict[str, int] = {}
+        self._reset()
+
+    @classmethod
+    def load(
+        cls,
+        path_or_name: str,
+        name: str | None = None,
+        dtype: torch.dtype = torch.float32,
+        cpu_clock: bool = False,
+    ) -> LocalBackend:
+        from frugalnn.core.llm import load_causal_lm
+
+        model, tok = load_causal_lm(path_or_name, dtype=dtype)
+        return cls(model, tok, name=name or str(path_or_name), cpu_clock=cpu_clock)
+
+    def _reset(self) -> None:
+        from transformers import DynamicCache
+
+        self.cache = DynamicCache()
+        self.ids: list[int] = []  # exactly the tokens whose keys/values are in self.cache
+
+    # ------------------------------------------------------------------ token-level core
+    def render(self, messages: Messages, prefix: str = "", add_generation_prompt: bool = True) -> list[int]:
+        try:
+            text = self.tok.apply_chat_template(
+                list(messages), tokenize=False, add_generation_prompt=add_generation_prompt
+            )
+        except Exception as err:  # jinja errors for malformed messages
+            raise ConfigError(
+                f"cannot apply the chat template to these messages ({err}); check roles/contents"
+            ) from None
+        ids = self.tok(text + prefix, add_special_tokens=False)["input_ids"]
+        if len(ids) + 1 >= self.max_positions:
+            raise BackendError(
+                f"prompt of {len(ids)} tokens exceeds the model's {self.max_positions}; shorten it"
+            )
+        return ids
+
+    def _crop(self, length: int) -> None:
+        """Keep the first ``length`` cached tokens (transformers 5 crops by a negative count)."""
+        if length < len(self.ids):
+            self.cache.crop(length - len(self.ids))
+            del self.ids[length:]
+
+    @torch.no_grad()
+    def _forward(self, new_ids: list[int], keep: int = 1) -> torch.Tensor:
+        out = self.model(
+            input_ids=torch.tensor([new_ids], dtype=torch.long),
+            cache=self.cache,
+            use_cache=True,
+            logits_to_keep=keep,
+        )
+        self.ids.extend(new_ids)
+        return out.logits[0].float()
+
+    def _sync(self, ids: list[int]) -> torch.Tensor:
+        """Make the cache hold exactly ``ids``; prefill only past the common prefix. Last-position logits."""
+        common = 0
+        if self.reuse_cache:
+            limit = min(len(ids), len(self.ids))
+            while common < limit and ids[common] == self.ids[common]:
+                common += 1
+        common = min(common, len(ids) - 1)  # re-feed at least one token: its logits are needed
+        if common == 0:
+            self._reset()
+        elif common < len(self.ids):
+            self._crop(common)
+        self.last_stats = {
+            "prompt_tokens": len(ids),
+            "reused_tokens": common,
+            "prefilled_tokens": len(ids) - common,
+        }
+        return self._forward(ids[common:])[-1]
+
+    # ------------------------------------------------------------------ the seam
+    def prefill(self, messages: Messages) -> float:
+        """Warm the cache with ``messages`` (no generation prompt); returns seconds."""
+        with self.lock:
+            start = self.clock()
+            self._sync(self.render(messages, add_generation_prompt=False))
+            return self.clock() - start
+
+    def choose(
+        self, messages: Messages, prefix: str, words: Sequence[str], bias: Sequence[float]
+    ) -> tuple[str, float]:
+        """Compare the model's log-probabilities of each word after ``prefix`` (teacher-forced, summed)."""
+        with self.lock:
+            start = self.clock()
+            prompt = self.render(messages, prefix.rstrip())
+            logits = self._sync(prompt)
+            scores = []
+            for word, extra in zip(words, list(bias) + [0.0] * len(words)):
+                cand = self.tok(prefix.rstrip() + " " + word, add_special_tokens=False)["input_ids"]
+                head = self.tok(prefix.rstrip(), add_special_tokens=False)["input_ids"]
+                cand = cand[len(head) :] if cand[: len(head)] == head else cand
+                logp = torch.log_softmax(logits, -1)[cand[0]].item()
+                if len(cand) > 1:  # multi-token word: teacher-force the rest, then return to the prompt
+                    step = torch.log_softmax(self._forward(cand[:-1], keep=len(cand) - 1), -1)
+                    logp += sum(step[i, t].item() for i, t in enumerate(cand[1:]))
+                    self._crop(len(prompt))
+                scores.append(logp + extra)
+            best = max(range(len(words)), key=lambda i: scores[i])
+            self.last_scores = dict(zip(words, scores))
+            return words[best], self.clock() - start
+
+    def stream(
+        self, messages: Messages, *, max_new_tokens: int, prefix: str = "", avoid_start: str = ""
+    ) -> Iterator[Piece]:
+        """Greedy decoding; each piece carries the time since the previous one (the first: the prefill).
+
+        ``avoid_start``: the first token may not be the first token of this word (with or without a space).
+        """
+        with self.lock:
+            last, last_wall = self.clock(), time.perf_counter()
+            logits = self._sync(self.render(messages, prefix))
+            if avoid_start:
+                logits = logits.clone()
+                for variant in (avoid_start, " " + avoid_start):
+                    logits[self.tok(variant, add_special_tokens=False)["input_ids"][0]] = float("-inf")
+            generated: list[int] = []
+            shown = ""
+            for _ in range(max_new_tokens):
+                token = int(torch.argmax(logits))
+                if token in self.eos_ids:  # not fed back: the next prompt re-renders the end marker anyway
+                    break
+                generated.append(token)
+                text = self.tok.decode(generated, skip_special_tokens=True)
+                if text.endswith("\ufffd"):  # half of a multi-byte character: wait for the rest
+                    logits = self._forward([token])[-1]
+                    continue
+                now, now_wall = self.clock(), time.perf_counter()
+                yield Piece(text[len(shown) :], now - last, now_wall - last_wall)
+                last, last_wall, shown = now, now_wall, text
+                if len(self.ids) + 2 >= self.max_positions:
+                    break
+                logits = self._forward([token])[-1]
+            yield Piece("", self.clock() - last, time.perf_counter() - last_wall)
+
+    def chat(self, messages: Messages, max_new_tokens: int = 256) -> str:
+        return "".join(p.text for p in self.stream(messages, max_new_tokens=max_new_tokens))
