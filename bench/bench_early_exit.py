@@ -1,0 +1,58 @@
+"""Benchmark: class-exclusion early exit vs confidence exit vs no exit on Fashion-MNIST.
+
+Runs the ``early-exit`` study on VGG-small and ResNet-20 (zoo baselines), with torch limited to ONE
+thread, and writes docs/results/early_exit*.json (make_record: config, seed, versions, data identity),
+early_exit.md (tables) and the accuracy-vs-MACs and exit-histogram plots.
+
+    .venv/bin/python bench/bench_early_exit.py [--quick] [--out docs/results] [--ablation]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import torch
+
+from frugalnn.experiments.early_exit import run_study
+
+RESNET_BLOCKS = tuple(f"layer{s}.{b}" for s in (1, 2, 3) for b in range(3))[:-1]
+# VGG-small with an exit after the first conv of every stage as well as after every stage
+VGG_FINE = ("blocks.0.2", "blocks.0", "blocks.1.2", "blocks.1", "blocks.2.2")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="VGG-small only, small subsets")
+    parser.add_argument("--out", default="docs/results")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--models", help="comma-separated labels to run now (others already in --out are kept in the report)"
+    )
+    parser.add_argument(
+        "--ablation",
+        action="store_true",
+        help="also: the paper's global-average-pool heads, ResNet-20 with an exit after every block, "
+        "VGG-small with exits after every conv-BN-ReLU as well",
+    )
+    args = parser.parse_args()
+    torch.set_num_threads(1)  # benchmark figures are single-thread (the machine is shared)
+    plan = None
+    if not args.quick:
+        plan = [("vgg-small", "vgg-small", 4, None), ("resnet20", "resnet20", 4, None)]
+        if args.ablation:
+            plan += [
+                ("vgg-small-gap", "vgg-small", 1, None, False),
+                ("resnet20-blocks", "resnet20", 4, RESNET_BLOCKS, False),
+                ("vgg-small-fine", "vgg-small", 4, VGG_FINE, False),
+            ]
+    if plan is not None and args.models:
+        wanted = {m.strip() for m in args.models.split(",")}
+        plan = [p for p in plan if p[0] in wanted]
+    headline = run_study(Path(args.out), args.quick, args.seed, plan=plan, merge=bool(args.models))
+    print(json.dumps(headline, indent=2))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,281 @@
+"""Exit heads and the early-exit model wrapper.
+
+Any zoo CNN whose forward is a plain chain of its children (VGG-small, ResNet-20, LeNet-5; an
+``nn.Linear`` after a 4-D tensor gets the implicit flatten) is cut into segments at the named exit
+positions. The wrapper stays an ``nn.Module``: ``state_dict`` holds ``backbone.*`` and ``heads.*``
+plus the per-exit β / threshold buffers, and ``save_early_exit`` / ``load_early_exit`` round-trip it.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from frugalnn.core.checkpoint import load_tensors, load_weights, read_meta, save_tensors
+from frugalnn.core.io import atomic_write_json
+from frugalnn.core.measure import count_macs
+from frugalnn.core.models import ModelSpec, build_model
+from frugalnn.errors import CheckpointError, ConfigError, UnsupportedModelError
+
+from .config import Config, check_unit_values
+
+MASKED = -1e9  # score of an excluded class: finite so losses and softmax stay defined
+
+
+class ExitHead(nn.Module):
+    """Pooling → linear to K classes (paper Sec. III-A); sigmoid (exclusion) or softmax (confidence)."""
+
+    def __init__(self, channels: int, num_classes: int, pool: int = 1):
+        super().__init__()
+        self.pool = nn.AdaptiveAvgPool2d(pool)
+        self.fc = nn.Linear(channels * pool * pool, num_classes)
+
+    def features(self, h: torch.Tensor) -> torch.Tensor:
+        return torch.flatten(self.pool(h), 1)
+
+    def forward(self, h: torch.Tensor) -> torch.Tensor:
+        return self.fc(self.features(h))
+
+
+def _units(module: nn.Module, prefix: str, want: set[str]) -> list[tuple[str, nn.Module]]:
+    """Children in order; an ``nn.Sequential`` is opened when an exit lies inside it."""
+    out: list[tuple[str, nn.Module]] = []
+    for name, child in module.named_children():
+        full = f"{prefix}{name}"
+        if isinstance(child, nn.Sequential) and any(w.startswith(full + ".") for w in want):
+            out += _units(child, full + ".", want)
+        else:
+            out.append((full, child))
+    return out
+
+
+def run_units(units: list[nn.Module], h: torch.Tensor) -> torch.Tensor:
+    for module in units:
+        if isinstance(module, nn.Linear) and h.dim() > 2:
+            h = torch.flatten(h, 1)  # the implicit flatten of the zoo models' forward
+        h = module(h)
+    return h
+
+
+def default_exits(model: nn.Module) -> tuple[str, ...]:
+    """After every stage but the last (the last one feeds the final classifier)."""
+    kind = type(model).__name__
+    if kind == "VGGSmall":
+        return tuple(f"blocks.{i}" for i in range(len(model.blocks) - 1))
+    if kind == "ResNetCifar":
+        return ("layer1", "layer2")
+    if kind == "LeNet5":
+        return ("features.2",)  # after the first conv + pool
+    # generic: parameterised top-level children, minus the last feature stage and the classifier
+    names = [n for n, m in model.named_children() if any(True for _ in m.parameters())]
+    return tuple(names[:-2]) if len(names) > 2 else tuple(names[:1])
+
+
+class EarlyExitModel(nn.Module):
+    """A backbone with exit heads. ``outputs(x)`` runs everything (training, search);
+    in eval mode ``forward`` is the batched skipping inference and returns class scores whose argmax
+    is the early-exit prediction; in train mode it returns the final classifier's logits."""
+
+    def __init__(self, backbone: nn.Module, config: Config):
+        super().__init__()
+        config.validate()
+        self.config = config
+        self.backbone = backbone
+        exits = tuple(config.exits) if config.exits is not None else default_exits(backbone)
+        named = _units(backbone, "", set(exits))
+        names = [n for n, _ in named]
+        # an opened Sequential (``blocks.0`` when ``blocks.0.2`` is an exit too) ends with its last unit
+        where = [next((n for n in reversed(names) if n.startswith(e + ".")), e) for e in exits]
+        _check_positions(backbone, tuple(where), names)
+        cuts = [names.index(w) + 1 for w in where]
+        if cuts != sorted(set(cuts)):
+            order = [e for _, e in sorted(zip(cuts, exits))]
+            raise ConfigError(
+                f"exits {list(exits)} are out of network order or repeat a position; list them as {order}"
+            )
+        self.exit_names = exits
+        bounds = [0, *cuts, len(named)]
+        # plain lists: the modules are already registered under ``backbone``
+        self._segments: list[list[nn.Module]] = [
+            [m for _, m in named[a:b]] for a, b in zip(bounds[:-1], bounds[1:])
+        ]
+        self._segment_names = [[n for n, _ in named[a:b]] for a, b in zip(bounds[:-1], bounds[1:])]
+        channels, num_classes, self.segment_macs = self._trace(config.input_shape)
+        self.num_classes = num_classes
+        self.heads = nn.ModuleList(ExitHead(c, num_classes, config.head_pool) for c in channels)
+        n = len(exits)
+        config.validate(n)
+        self.register_buffer("betas", torch.tensor(config.betas or (0.0,) * n, dtype=torch.float32))
+        self.register_buffer("thresholds", torch.tensor(config.thresholds or (1.0,) * n, dtype=torch.float32))
+        self.train(backbone.training)  # start in the backbone's mode (a new Module would be in train)
+
+    @torch.no_grad()
+    def _trace(self, input_shape: tuple[int, int, int]) -> tuple[list[int], int, list[int]]:
+        """Check the chain reproduces the backbone, and read head widths and segment MACs."""
+        was = self.backbone.training
+        self.backbone.eval()
+        try:
+            gen = torch.Generator().manual_seed(0)
+            x = torch.randn(2, *input_shape, generator=gen)
+            try:
+                ref = self.backbone(x)
+            except RuntimeError as err:
+                raise ConfigError(
+                    f"the backbone rejects input of shape {tuple(input_shape)} ({err}); set input_shape to (C, H, W) of your data"
+                ) from None
+            h, channels, macs = x, [], []
+            for i, seg in enumerate(self._segments):
+                macs.append(count_macs(_Chain(seg).eval(), h[:1]))  # eval: mac_profile restores the mode
+                h = run_units(seg, h)
+                if i < len(self._segments) - 1:
+                    if h.dim() != 4:
+                        raise ConfigError(
+                            f"exit position {self.exit_names[i]} gives a {h.dim()}-D output; heads attach to conv feature maps (N, C, H, W)"
+                        )
+                    channels.append(int(h.shape[1]))
+            if h.shape != ref.shape or not torch.allclose(h, ref, atol=1e-4, rtol=1e-4):
+                raise UnsupportedModelError(
+                    f"{type(self.backbone).__name__}.forward is not a plain chain of its children; "
+                    "wrap it in nn.Sequential or use a zoo model (vgg-small, resnet20, lenet5)"
+                )
+        finally:
+            self.backbone.train(was)
+        return channels, int(ref.shape[1]), macs
+
+    def refresh_segments(self) -> None:
+        """Re-read the segment modules by name (after modules of the backbone were replaced)."""
+        modules = dict(self.backbone.named_modules())
+        self._segments = [[modules[n] for n in names] for names in self._segment_names]
+
+    @property
+    def num_exits(self) -> int:
+        return len(self.heads)
+
+    @property
+    def segments(self) -> list[list[nn.Module]]:
+        return self._segments
+
+    def head_macs(self, exit_index: int, classes: int | None = None) -> int:
+        """MACs of one head for a sample with ``classes`` candidate classes (default all K)."""
+        return self.heads[exit_index].fc.in_features * (self.num_classes if classes is None else classes)
+
+    def set_betas(self, values: Any) -> None:
+        values = [float(v) for v in values]
+        check_unit_values("betas", values)
+        if len(values) != self.num_exits:
+            raise ConfigError(f"got {len(values)} betas for {self.num_exits} exits; give one per exit")
+        self.betas.copy_(torch.tensor(values))
+
+    def set_thresholds(self, values: Any) -> None:
+        values = [float(v) for v in values]
+        check_unit_values("thresholds", values)
+        if len(values) != self.num_exits:
+            raise ConfigError(f"got {len(values)} thresholds for {self.num_exits} exits; give one per exit")
+        self.thresholds.copy_(torch.tensor(values))
+
+    def outputs(self, x: torch.Tensor) -> tuple[list[torch.Tensor], torch.Tensor]:
+        """Every head's logits and the final logits for every sample (no skipping)."""
+        h, heads = x, []
+        for i, seg in enumerate(self._segments[:-1]):
+            h = run_units(seg, h)
+            heads.append(self.heads[i](h))
+        return heads, run_units(self._segments[-1], h)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.training:
+            return self.outputs(x)[1]
+        from .inference import skipping_forward
+
+        return skipping_forward(self, x).scores
+
+    def describe(self) -> dict[str, Any]:
+        """Positions, head widths and MACs per image (backbone up to each exit; heads with all K)."""
+        cum, rows = 0, []
+        for i, name in enumerate(self.exit_names):
+            cum += self.segment_macs[i]
+            rows.append(
+                {
+                    "exit": name,
+                    "head_in_features": self.heads[i].fc.in_features,
+                    "backbone_macs_to_here": cum,
+                    "head_macs_all_classes": self.head_macs(i),
+                }
+            )
+        return {
+            "exits": rows,
+            "backbone_macs": sum(self.segment_macs),
+            "head_params": sum(p.numel() for p in self.heads.parameters()),
+            "num_classes": self.num_classes,
+        }
+
+
+class _Chain(nn.Module):
+    def __init__(self, units: list[nn.Module]):
+        super().__init__()
+        self.units = nn.ModuleList(units)
+
+    def forward(self, h: torch.Tensor) -> torch.Tensor:
+        return run_units(list(self.units), h)
+
+
+def _check_positions(model: nn.Module, exits: tuple[str, ...], unit_names: list[str]) -> None:
+    modules = dict(model.named_modules())
+    valid = unit_names[:-1]
+    for e in exits:
+        if e in unit_names[:-1]:
+            continue
+        if e == unit_names[-1]:
+            raise ConfigError(f"exit position {e!r} is the network's last layer; choose one of {valid}")
+        if e in modules:
+            parent = next((n for n in unit_names if e.startswith(n + ".")), "?")
+            raise ConfigError(
+                f"exit position {e!r} lies inside {parent!r}, whose forward is not a plain sequence; "
+                f"choose one of {valid} (or a stage of a Sequential)"
+            )
+        raise ConfigError(
+            f"exit position {e!r} does not exist in {type(model).__name__}; choose one of {valid}"
+        )
+
+
+def save_early_exit(
+    folder: str | Path, model: EarlyExitModel, spec: ModelSpec, meta: dict[str, Any] | None = None
+) -> Path:
+    """safetensors (backbone + heads + β/thresholds) and checkpoint.json (backbone spec + config)."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    config = model.config.to_dict()
+    config.update(
+        exits=list(model.exit_names),
+        betas=[round(float(b), 6) for b in model.betas],
+        thresholds=[round(float(t), 6) for t in model.thresholds],
+    )
+    save_tensors(folder / "model.safetensors", model.state_dict())
+    atomic_write_json(
+        folder / "checkpoint.json", {"spec": spec.to_dict(), "early_exit": config, **(meta or {})}
+    )
+    return folder
+
+
+def load_early_exit(folder: str | Path) -> tuple[EarlyExitModel, ModelSpec, dict[str, Any]]:
+    folder = Path(folder)
+    if not folder.exists():
+        raise CheckpointError(
+            f"checkpoint {folder} does not exist; create one with `frugalnn early-exit train`"
+        )
+    meta = read_meta(folder)
+    if "early_exit" not in meta:
+        raise CheckpointError(
+            f"{folder} is a plain model checkpoint without exit heads; run `frugalnn early-exit train --model {folder}` first"
+        )
+    try:
+        spec = ModelSpec.from_dict(meta["spec"])
+    except (KeyError, TypeError) as err:
+        raise CheckpointError(
+            f"{folder}/checkpoint.json has no valid model spec ({err}); re-create it"
+        ) from None
+    model = EarlyExitModel(build_model(spec), Config.from_dict(meta["early_exit"]))
+    load_weights(model, load_tensors(folder / "model.safetensors"), str(folder))
+    return model, spec, meta
