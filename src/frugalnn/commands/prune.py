@@ -1,0 +1,141 @@
+"""``frugalnn prune``: physically thinner CNNs by class-aware, L1 or Taylor filter pruning."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from frugalnn.commands._common import (
+    non_negative_int,
+    positive_float,
+    positive_int,
+    set_threads,
+    unit_interval,
+)
+from frugalnn.errors import CheckpointError, ConfigError
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "prune",
+        help="prune filters of a CNN (class-aware, l1 or taylor) to a MAC target and fine-tune it",
+        description="Iterative filter pruning: score → remove (physically, dependency-aware) → fine-tune. "
+        "Writes a normal checkpoint (safetensors + JSON with the pruned layer widths) to --out.",
+    )
+    p.add_argument("--method", choices=("class-aware", "l1", "taylor"), default="class-aware")
+    p.add_argument("--model", required=True, help="checkpoint folder or zoo name (resnet20, vgg-small)")
+    p.add_argument("--data", default="fashion-mnist", help="image data set the model was trained on")
+    p.add_argument("--data-root", help="folder for cifar10/cifar100/idx data")
+    p.add_argument(
+        "--target-flops",
+        type=unit_interval,
+        default=0.4,
+        help="share of the MACs to keep, in (0, 1); 0.4 = 60%% fewer",
+    )
+    p.add_argument("--iterations", type=positive_int, default=3, help="prune → fine-tune rounds")
+    p.add_argument("--allocation", choices=("auto", "global", "uniform"), default="auto")
+    p.add_argument("--round-to", type=positive_int, default=4, help="kept channels are multiples of this")
+    p.add_argument(
+        "--pretrain-steps", type=non_negative_int, default=100, help="regularised steps before round 1"
+    )
+    p.add_argument("--finetune-steps", type=non_negative_int, default=150, help="SGD steps after each round")
+    p.add_argument("--final-steps", type=non_negative_int, default=400, help="SGD steps after the last round")
+    p.add_argument("--lr", type=positive_float, default=0.01)
+    p.add_argument("--orth-weight", type=float, default=0.01, help="orthogonality regulariser (class-aware)")
+    p.add_argument("--l1-weight", type=float, default=0.0, help="L1 regulariser on parameters (class-aware)")
+    p.add_argument("--images-per-class", type=positive_int, default=12)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--threads", type=int, default=1, help="torch threads (1 is reliable on 2 cores)")
+    p.add_argument("--out", required=True, help="new checkpoint folder")
+    p.set_defaults(func=_prune)
+
+
+def load_model(name: str):  # noqa: ANN201 - (model, spec, meta)
+    """A checkpoint folder (dense or pruned) or a zoo baseline name."""
+    from frugalnn.core.zoo import RECIPES, load_pretrained
+    from frugalnn.methods.class_pruning import load_pruned
+
+    if Path(name).exists():
+        return load_pruned(name)
+    if name in RECIPES:
+        return load_pretrained(name)
+    raise CheckpointError(
+        f"--model {name!r} is neither a checkpoint folder nor a zoo name ({', '.join(RECIPES)})"
+    )
+
+
+def layer_table(before: list, after: list) -> list[dict]:
+    """Per-layer before/after rows (layers keep their names when pruned)."""
+    post = {r.name: r for r in after}
+    rows = []
+    for r in before:
+        a = post.get(r.name)
+        rows.append(
+            {
+                "layer": r.name,
+                "type": r.kind,
+                "out before": "x".join(map(str, r.output_shape)),
+                "out after": "x".join(map(str, a.output_shape)) if a else "removed",
+                "params before": r.params,
+                "params after": a.params if a else 0,
+                "MACs before": r.macs,
+                "MACs after": a.macs if a else 0,
+            }
+        )
+    return rows
+
+
+def _prune(args: argparse.Namespace) -> int:
+    from frugalnn.core.data import load_image_data
+    from frugalnn.core.io import atomic_output_dir, atomic_write_json
+    from frugalnn.core.measure import mac_profile
+    from frugalnn.core.report import markdown_table, write_markdown
+    from frugalnn.methods.class_pruning import Config, prune, save_pruned
+
+    set_threads(args.threads)
+    config = Config(
+        method=args.method,
+        target_flops=args.target_flops,
+        iterations=args.iterations,
+        allocation=args.allocation,
+        round_to=args.round_to,
+        pretrain_steps=args.pretrain_steps,
+        finetune_steps=args.finetune_steps,
+        final_steps=args.final_steps,
+        lr=args.lr,
+        orth_weight=args.orth_weight,
+        l1_weight=args.l1_weight,
+        images_per_class=args.images_per_class,
+        seed=args.seed,
+    )
+    config.validate()
+    if Path(args.out).exists():
+        raise ConfigError(f"output folder {args.out} already exists; choose another --out or remove it")
+    model, spec, _ = load_model(args.model)
+    data = load_image_data(args.data, args.data_root, seed=0)
+    if (data.in_channels, data.num_classes) != (spec.in_channels, spec.num_classes):
+        raise CheckpointError(
+            f"checkpoint {args.model} expects {spec.in_channels}-channel images and {spec.num_classes} classes, "
+            f"{args.data} has {data.in_channels} and {data.num_classes}; prune it on the data it was trained on"
+        )
+    example = data.x_test[:1]
+    before = mac_profile(model, example)
+    pruned, record = prune(model, config, data)
+    rows = layer_table(before, mac_profile(pruned, example))
+    table = markdown_table(rows)
+    print(table, end="")
+    d = record["dense"]
+    summary = (
+        f"MACs {d['macs']:,} -> {record['macs']:,} ({record['mac_reduction']:.1%} fewer), "
+        f"params {d['params']:,} -> {record['params']:,}, val acc {d['val_accuracy']:.4f} -> "
+        f"{record['val_accuracy']:.4f}, test acc {record['test_accuracy']:.4f} ({record['stop_reason']})"
+    )
+    print(summary)
+    with atomic_output_dir(args.out) as tmp:
+        save_pruned(tmp, pruned, spec, {"prune": record, "data": data.identity, "source": str(args.model)})
+        atomic_write_json(tmp / "prune_record.json", record)
+        write_markdown(tmp / "layers.md", table + "\n" + summary + "\n")
+    print(f"-> {args.out}")
+    print(json.dumps({"test_accuracy": record["test_accuracy"], "mac_reduction": record["mac_reduction"]}))
+    return 0

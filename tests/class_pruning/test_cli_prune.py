@@ -1,0 +1,49 @@
+"""`frugalnn prune` end to end on digits (tiny budget) and its bad-input errors (exit 2, one line)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from frugalnn.cli import main
+from frugalnn.core.checkpoint import save_checkpoint
+from frugalnn.core.measure import count_macs
+from frugalnn.core.models import ModelSpec, build_model
+from frugalnn.methods.class_pruning import load_pruned
+
+
+def _checkpoint(path, num_classes: int = 10):
+    spec = ModelSpec("resnet20", num_classes=num_classes, image_size=8)
+    torch.manual_seed(0)
+    model = build_model(spec)
+    save_checkpoint(path, model, spec)
+    return model
+
+
+def test_prune_command_writes_a_loadable_thinner_checkpoint(tmp_path, capsys) -> None:
+    dense = _checkpoint(tmp_path / "dense")
+    out = tmp_path / "pruned"
+    args = ["prune", "--method", "taylor", "--model", str(tmp_path / "dense"), "--data", "digits"]
+    args += ["--target-flops", "0.5", "--iterations", "1", "--pretrain-steps", "0", "--finetune-steps", "1"]
+    assert main([*args, "--final-steps", "1", "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "| layer3.2.conv2 | Conv2d |" in printed and "MACs after" in printed
+    model, spec, meta = load_pruned(out)
+    x = torch.zeros(1, 1, 8, 8)
+    assert count_macs(model, x) == meta["prune"]["macs"] <= 0.5 * count_macs(dense, x)
+    assert (out / "layers.md").exists() and (out / "prune_record.json").exists()
+
+
+def test_prune_command_bad_input(tmp_path, capsys) -> None:
+    _checkpoint(tmp_path / "three", num_classes=3)
+    code = main(
+        ["prune", "--model", str(tmp_path / "three"), "--data", "digits", "--out", str(tmp_path / "o")]
+    )
+    err = capsys.readouterr().err
+    assert code == 2 and "3 classes" in err and "digits has 1 and 10" in err
+    assert not (tmp_path / "o").exists()
+    with pytest.raises(SystemExit) as exc:
+        main(["prune", "--model", "resnet20", "--target-flops", "1.2", "--out", str(tmp_path / "o")])
+    assert exc.value.code == 2 and "strictly between 0 and 1" in capsys.readouterr().err
+    assert main(["prune", "--model", str(tmp_path / "nothing"), "--out", str(tmp_path / "o")]) == 2
+    assert "neither a checkpoint folder nor a zoo name" in capsys.readouterr().err
