@@ -167,3 +167,18 @@ def test_ddp_two_gloo_processes_match_single_process(tmp_path):
         # same global batch, gradients averaged over ranks: equal up to float summation order
         torch.testing.assert_close(ddp[key], single[key], rtol=1e-4, atol=1e-5)
     assert Path(ddp_out).stat().st_size > 0
+
+
+def test_load_checkpoint_rebuilds_recorded_layer_widths(tmp_path):
+    """A structurally thinner model (e.g. pruned) saves its widths and loads back with plain load_checkpoint."""
+    from frugalnn.core.checkpoint import layer_shapes, save_checkpoint
+
+    spec = ModelSpec("vgg-small", image_size=8, options={"stages": [8, 16, 16]})
+    thin = build_model("vgg-small", image_size=8, stages=(8, 12, 16))  # a different middle width
+    save_checkpoint(tmp_path, thin, spec, {"layer_shapes": layer_shapes(thin)})
+    loaded, _, _ = load_checkpoint(tmp_path)
+    x = torch.randn(2, 1, 8, 8)
+    thin.eval()
+    loaded.eval()
+    assert loaded.blocks[1][0].out_channels == 12
+    assert torch.equal(loaded(x), thin(x))

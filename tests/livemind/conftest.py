@@ -16,7 +16,7 @@ def smol_tok():
     try:
         folder = llm._bundled_folder("smollm2")
     except MissingAssetError:
-        pytest.skip("smollm2 asset not installed (make assets)")
+        pytest.fail("smollm2 asset not installed; run make assets")
     return AutoTokenizer.from_pretrained(str(folder))
 
 
@@ -50,4 +50,4 @@ def smollm2():
     try:
         return load_causal_lm("smollm2")
     except MissingAssetError:
-        pytest.skip("smollm2 asset not installed (make assets)")
+        pytest.fail("smollm2 asset not installed; run make assets")

@@ -19,7 +19,15 @@ import torch
 import torch_pruning as tp
 from torch import nn
 
-from frugalnn.core.checkpoint import MODEL_FILE, load_tensors, load_weights, read_meta, save_checkpoint
+from frugalnn.core.checkpoint import (
+    MODEL_FILE,
+    apply_layer_shapes,
+    layer_shapes,
+    load_tensors,
+    load_weights,
+    read_meta,
+    save_checkpoint,
+)
 from frugalnn.core.measure import mac_profile
 from frugalnn.core.models import ModelSpec, build_model
 from frugalnn.errors import CheckpointError, UnsupportedModelError
@@ -166,46 +174,6 @@ def prune_channels(model: nn.Module, example: torch.Tensor, removals: dict[str, 
 
 
 # ----------------------------------------------------------------------------- save / load
-def layer_shapes(model: nn.Module) -> dict[str, dict[str, Any]]:
-    """Channel counts of every Conv2d / BatchNorm2d / Linear: enough to rebuild a pruned zoo model."""
-    shapes: dict[str, dict[str, Any]] = {}
-    for name, m in model.named_modules():
-        if isinstance(m, nn.Conv2d):
-            shapes[name] = {"type": "Conv2d", "in": m.in_channels, "out": m.out_channels}
-        elif isinstance(m, nn.BatchNorm2d):
-            shapes[name] = {"type": "BatchNorm2d", "features": m.num_features}
-        elif isinstance(m, nn.Linear):
-            shapes[name] = {"type": "Linear", "in": m.in_features, "out": m.out_features}
-    return shapes
-
-
-def _resized(m: nn.Module, rec: dict[str, Any]) -> nn.Module:
-    if isinstance(m, nn.Conv2d):
-        return nn.Conv2d(
-            rec["in"], rec["out"], m.kernel_size, m.stride, m.padding, m.dilation, m.groups,
-            bias=m.bias is not None, padding_mode=m.padding_mode,
-        )  # fmt: skip
-    if isinstance(m, nn.BatchNorm2d):
-        return nn.BatchNorm2d(rec["features"], m.eps, m.momentum, m.affine, m.track_running_stats)
-    return nn.Linear(rec["in"], rec["out"], bias=m.bias is not None)
-
-
-def apply_layer_shapes(model: nn.Module, shapes: dict[str, dict[str, Any]]) -> nn.Module:
-    """Replace the layers of a freshly built model by ones of the recorded widths (weights uninitialised)."""
-    modules = dict(model.named_modules())
-    for name, rec in shapes.items():
-        m = modules.get(name)
-        if m is None or type(m).__name__ != rec.get("type"):
-            raise CheckpointError(
-                f"pruned layer {name!r} ({rec.get('type')}) is not in this architecture; "
-                "load the checkpoint with the model it was pruned from"
-            )
-        parent_name, _, attr = name.rpartition(".")
-        parent = model.get_submodule(parent_name) if parent_name else model
-        setattr(parent, attr, _resized(m, rec))
-    return model
-
-
 def save_pruned(
     folder: str | Path, model: nn.Module, spec: ModelSpec, meta: dict[str, Any] | None = None
 ) -> Path:
