@@ -1,0 +1,370 @@
+"""Causal language models: load (HF folder, GGUF file, bundled ``smollm2``), save, chat, perplexity.
+
+One loader for every LLM the project touches::
+
+    model, tok = load_causal_lm("smollm2")            # bundled SmolLM2-135M-Instruct (Q4_1 GGUF -> fp32)
+    model, tok = load_causal_lm("/models/llama-7b", dtype=torch.bfloat16, device_map="auto")
+    model, tok = load_causal_lm("file.gguf")
+
+The bundled GGUF is dequantised once (about 15 s) and cached as a normal Hugging Face folder under
+``$FRUGALNN_CACHE/models/smollm2``, so later loads take about a second.
+
+Compressed models. A method that swaps modules (e.g. Basis Sharing's shared-basis linears) sets
+``model.frugalnn_compression = {"loader": "frugalnn.methods.X.Y:rebuild", ...}``. ``save_causal_lm`` then
+writes the HF config, ``frugalnn_compression.json`` and one safetensors file in which tensors that share
+storage are stored once (aliases listed in the JSON). ``load_causal_lm`` sees the JSON, builds the dense
+architecture from the config, calls the named ``rebuild(model, spec)`` (which swaps the modules back in,
+sharing the same Parameter objects) and loads the weights strictly. Core never imports a method statically;
+the loader is resolved by name, like transformers' ``auto_map``, and only inside the ``frugalnn`` package.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import math
+import os
+import shutil
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from frugalnn.core.assets import asset_path, cache_dir
+from frugalnn.core.io import atomic_output_dir, atomic_write_json
+from frugalnn.errors import CheckpointError, ConfigError, UnsupportedModelError
+
+BUNDLED_MODELS = ("smollm2",)
+COMPRESSION_FILE = "frugalnn_compression.json"
+COMPRESSED_WEIGHTS = "frugalnn_model.safetensors"
+
+
+# --------------------------------------------------------------------------- loading
+def load_causal_lm(
+    path_or_name: str | os.PathLike, dtype: torch.dtype = torch.float32, device_map: Any = None
+) -> tuple[torch.nn.Module, Any]:
+    """Load a causal LM and its tokenizer from a bundled name, an HF model folder or a ``.gguf`` file.
+
+    ``device_map`` is passed to transformers/accelerate for HF folders (e.g. ``"auto"`` spreads a large
+    model over the GPUs and offloads the rest to CPU); see docs/llm.md.
+    """
+    name = str(path_or_name)
+    if name in BUNDLED_MODELS:
+        folder = _bundled_folder(name)
+        return _load_hf_folder(folder, dtype, device_map)
+    path = Path(name).expanduser()
+    if not path.exists():
+        raise CheckpointError(
+            f"model {name!r} not found; give an existing Hugging Face model folder (with config.json), "
+            f"a .gguf file, or one of the bundled names: {', '.join(BUNDLED_MODELS)}"
+        )
+    if path.is_file():
+        if path.suffix.lower() != ".gguf":
+            raise CheckpointError(
+                f"{path} is a file but not a .gguf; give a .gguf file or the Hugging Face folder that holds "
+                "config.json and the weights"
+            )
+        model, tok = _load_gguf(path, dtype)
+        if device_map is not None and isinstance(device_map, str) and device_map not in ("auto", "cpu"):
+            model = model.to(device_map)
+        return model, tok
+    return _load_hf_folder(path, dtype, device_map)
+
+
+def _bundled_folder(name: str) -> Path:
+    """The cached HF folder of a bundled model, building it from the GGUF asset on first use (atomically)."""
+    gguf = asset_path(name)
+    folder = cache_dir() / "models" / name
+    stamp = {"source": str(gguf), "bytes": gguf.stat().st_size}
+    marker = folder / "frugalnn_source.json"
+    if marker.is_file():
+        try:
+            if json.loads(marker.read_text()) == stamp and (folder / "config.json").is_file():
+                return folder
+        except (OSError, json.JSONDecodeError):
+            pass
+    model, tok = _load_gguf(gguf, torch.float32)
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{name}.", suffix=".partial", dir=folder.parent))
+    try:
+        model.save_pretrained(tmp)
+        tok.save_pretrained(tmp)
+        atomic_write_json(tmp / marker.name, stamp)
+        if folder.exists():  # a stale cache (another asset version): move it aside first
+            old = folder.with_name(f".{name}.old.{os.getpid()}")
+            os.replace(folder, old)
+            shutil.rmtree(old, ignore_errors=True)
+        try:
+            os.replace(tmp, folder)
+        except OSError:
+            # another process renamed its finished copy first: theirs is as good as ours
+            if not (folder / "config.json").is_file():
+                raise
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return folder
+
+
+def _load_gguf(path: Path, dtype: torch.dtype) -> tuple[torch.nn.Module, Any]:
+    """Dequantise a GGUF file into a plain (saveable) transformers model."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    try:
+        import gguf  # noqa: F401  (transformers' GGUF reader needs it)
+    except ImportError:
+        raise UnsupportedModelError(
+            "reading .gguf files needs the 'gguf' package; pip install gguf"
+        ) from None
+    try:
+        loaded = AutoModelForCausalLM.from_pretrained(
+            str(path.parent), gguf_file=path.name, dtype=torch.float32
+        )
+        tok = AutoTokenizer.from_pretrained(str(path.parent), gguf_file=path.name)
+    except Exception as err:  # transformers raises many kinds for a bad GGUF
+        raise CheckpointError(
+            f"could not read GGUF file {path} ({type(err).__name__}: {str(err).splitlines()[0][:160]}); "
+            "check that the file is complete and its architecture is one transformers supports"
+        ) from None
+    # transformers marks a GGUF-loaded model as quantised and refuses save_pretrained: rebuild a plain one.
+    config = loaded.config
+    if hasattr(config, "quantization_config"):
+        del config.quantization_config
+    config.name_or_path = str(path)
+    model = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
+    model.load_state_dict(loaded.state_dict())
+    del loaded
+    model = model.to(dtype).eval()
+    return model, tok
+
+
+def _load_config(folder: Path) -> Any:
+    from transformers import AutoConfig
+
+    if not (folder / "config.json").is_file():
+        raise CheckpointError(
+            f"{folder} has no config.json; give a Hugging Face model folder (save_pretrained output) or a .gguf file"
+        )
+    try:
+        return AutoConfig.from_pretrained(str(folder))
+    except (ValueError, KeyError) as err:
+        model_type = _json_field(folder / "config.json", "model_type")
+        raise UnsupportedModelError(
+            f"architecture model_type={model_type!r} in {folder} is not one transformers can build "
+            f"({str(err).splitlines()[0][:120]}); upgrade transformers or convert the model to a supported one"
+        ) from None
+
+
+def _json_field(path: Path, key: str) -> Any:
+    try:
+        return json.loads(path.read_text()).get(key)
+    except (OSError, json.JSONDecodeError, AttributeError):
+        return None
+
+
+def _load_hf_folder(folder: Path, dtype: torch.dtype, device_map: Any) -> tuple[torch.nn.Module, Any]:
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    config = _load_config(folder)
+    if (folder / COMPRESSION_FILE).is_file():
+        model = _load_compressed(folder, config, dtype)
+    else:
+        try:
+            model = AutoModelForCausalLM.from_pretrained(str(folder), dtype=dtype, device_map=device_map)
+        except ValueError as err:
+            if "Unrecognized configuration class" in str(err):
+                raise UnsupportedModelError(
+                    f"{folder}: model_type {config.model_type!r} has no causal-LM head in transformers; "
+                    "give a decoder (causal) language model"
+                ) from None
+            raise CheckpointError(
+                f"could not load weights from {folder}: {str(err).splitlines()[0][:200]}"
+            ) from None
+        except Exception as err:  # OSError, RuntimeError, SafetensorError: missing or corrupt weight files
+            raise CheckpointError(
+                f"could not load weights from {folder} ({str(err).splitlines()[0][:160]}); "
+                "the weight files are missing or corrupt: save the model again"
+            ) from None
+    try:
+        tok = AutoTokenizer.from_pretrained(str(folder))
+    except Exception as err:
+        raise CheckpointError(
+            f"{folder} has no usable tokenizer ({type(err).__name__}); save the tokenizer into the folder "
+            "(tokenizer.save_pretrained) beside the model"
+        ) from None
+    return model.eval(), tok
+
+
+def _load_compressed(folder: Path, config: Any, dtype: torch.dtype) -> torch.nn.Module:
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+    from transformers import AutoModelForCausalLM
+
+    spec = json.loads((folder / COMPRESSION_FILE).read_text())
+    loader = str(spec.get("loader", ""))
+    module_name, _, fn_name = loader.partition(":")
+    if not module_name.startswith("frugalnn.") or not fn_name:
+        raise CheckpointError(
+            f"{folder / COMPRESSION_FILE} names loader {loader!r}; expected 'frugalnn.<module>:<function>' — "
+            "the folder was not written by frugalnn's save_causal_lm"
+        )
+    try:
+        rebuild = getattr(importlib.import_module(module_name), fn_name)
+    except (ImportError, AttributeError):
+        raise CheckpointError(
+            f"compressed model in {folder} needs {loader}, which this frugalnn does not have; upgrade frugalnn"
+        ) from None
+    try:
+        model = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
+    except ValueError:
+        raise UnsupportedModelError(
+            f"{folder}: model_type {config.model_type!r} is not a causal LM"
+        ) from None
+    model = rebuild(model, spec)
+    try:
+        state = load_file(str(folder / COMPRESSED_WEIGHTS))
+    except (OSError, SafetensorError) as err:
+        raise CheckpointError(
+            f"{folder / COMPRESSED_WEIGHTS} is missing or corrupt ({err}); save the model again"
+        ) from None
+    for alias, canonical in spec.get("aliases", {}).items():
+        state[alias] = state[canonical]
+    try:
+        model.load_state_dict(state, strict=True)
+    except RuntimeError as err:
+        raise CheckpointError(
+            f"weights in {folder} do not fit the compressed architecture ({str(err).splitlines()[0][:160]}); "
+            "save the model again"
+        ) from None
+    model.frugalnn_compression = spec
+    return model.to(dtype)
+
+
+# --------------------------------------------------------------------------- saving
+def save_causal_lm(
+    model: torch.nn.Module, tokenizer: Any, out_dir: str | os.PathLike, overwrite: bool = False
+) -> Path:
+    """Save model + tokenizer to a folder atomically; ``load_causal_lm(out_dir)`` gives identical logits."""
+    from safetensors.torch import save_file
+
+    spec = getattr(model, "frugalnn_compression", None)
+    with atomic_output_dir(out_dir, overwrite=overwrite) as tmp:
+        if spec is None:
+            model.save_pretrained(tmp)
+        else:
+            model.config.save_pretrained(tmp)
+            state, aliases = _dedup_state(model.state_dict())
+            save_file(state, str(tmp / COMPRESSED_WEIGHTS))
+            atomic_write_json(tmp / COMPRESSION_FILE, {**spec, "aliases": aliases})
+        if tokenizer is not None:
+            tokenizer.save_pretrained(tmp)
+    return Path(out_dir)
+
+
+def _dedup_state(state: dict[str, torch.Tensor]) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+    """Keep each shared tensor once (safetensors refuses aliased storage); return the alias map."""
+    seen: dict[tuple[int, int, tuple[int, ...], tuple[int, ...]], str] = {}
+    out: dict[str, torch.Tensor] = {}
+    aliases: dict[str, str] = {}
+    for key, tensor in state.items():
+        ident = (
+            tensor.untyped_storage().data_ptr(),
+            tensor.storage_offset(),
+            tuple(tensor.shape),
+            tensor.stride(),
+        )
+        if ident in seen:
+            aliases[key] = seen[ident]
+        else:
+            seen[ident] = key
+            out[key] = tensor.detach().contiguous().cpu()
+    return out, aliases
+
+
+# --------------------------------------------------------------------------- using
+@torch.no_grad()
+def generate_chat(
+    model: torch.nn.Module,
+    tokenizer: Any,
+    messages: Sequence[dict[str, str]],
+    max_new_tokens: int = 64,
+    do_sample: bool = False,
+    temperature: float = 1.0,
+    **generate_kwargs: Any,
+) -> str:
+    """Answer a chat (``[{"role": "user", "content": ...}, ...]``) with the tokenizer's chat template.
+
+    Greedy by default, so the same model and messages always give the same text.
+    """
+    if not getattr(tokenizer, "chat_template", None):
+        raise ConfigError(
+            "this tokenizer has no chat template; set tokenizer.chat_template or use a chat model"
+        )
+    if max_new_tokens <= 0:
+        raise ConfigError(f"max_new_tokens must be positive, got {max_new_tokens}")
+    prompt = tokenizer.apply_chat_template(list(messages), tokenize=False, add_generation_prompt=True)
+    enc = tokenizer(prompt, return_tensors="pt", add_special_tokens=False)
+    device = next(model.parameters()).device
+    input_ids = enc["input_ids"].to(device)
+    attention = enc["attention_mask"].to(device)
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    kwargs: dict[str, Any] = {"max_new_tokens": max_new_tokens, "do_sample": do_sample, "pad_token_id": pad}
+    if do_sample:
+        kwargs["temperature"] = temperature
+    else:  # silence "temperature/top_p set but do_sample=False" from a model's generation_config
+        kwargs.update(temperature=None, top_p=None, top_k=None)
+    kwargs.update(generate_kwargs)
+    out = model.generate(input_ids=input_ids, attention_mask=attention, **kwargs)
+    return tokenizer.decode(out[0, input_ids.shape[1] :], skip_special_tokens=True)
+
+
+@torch.no_grad()
+def window_nll(
+    model: torch.nn.Module, windows: torch.Tensor, batch_size: int = 4, progress: bool = True
+) -> torch.Tensor:
+    """Mean next-token negative log-likelihood of each window (float64, shape [n])."""
+    from tqdm import tqdm
+
+    if windows.ndim != 2 or windows.shape[1] < 2:
+        raise ConfigError(
+            f"windows must be a LongTensor [n, L] with L >= 2, got shape {tuple(windows.shape)}"
+        )
+    if batch_size <= 0:
+        raise ConfigError(f"batch_size must be positive, got {batch_size}")
+    device = next(model.parameters()).device
+    was_training = model.training
+    model.eval()
+    nll = []
+    for start in tqdm(
+        range(0, len(windows), batch_size), desc="perplexity", unit="batch", disable=not progress
+    ):
+        ids = windows[start : start + batch_size].to(device)
+        logits = model(input_ids=ids, use_cache=False).logits[:, :-1].float()
+        loss = torch.nn.functional.cross_entropy(logits.transpose(1, 2), ids[:, 1:], reduction="none")
+        nll.append(loss.mean(dim=1).double().cpu())
+    model.train(was_training)
+    return torch.cat(nll)
+
+
+def perplexity(
+    model: torch.nn.Module, windows: torch.Tensor, batch_size: int = 4, progress: bool = True
+) -> float:
+    """exp(mean over windows of each window's mean next-token NLL) — the protocol of docs/llm.md."""
+    return float(math.exp(window_nll(model, windows, batch_size, progress).mean().item()))
+
+
+def encode_text(tokenizer: Any, text: str) -> torch.Tensor:
+    """Token ids of a whole text, tokenised once, without BOS/EOS (the protocol of the perplexity tables)."""
+    return torch.tensor(tokenizer(text, add_special_tokens=False)["input_ids"], dtype=torch.long)
+
+
+def count_parameters(model: torch.nn.Module) -> int:
+    """Distinct parameters (a shared or tied tensor counts once)."""
+    seen: set[int] = set()
+    total = 0
+    for p in model.parameters():  # nn.Module.parameters() already skips duplicates by identity
+        if id(p) not in seen:
+            seen.add(id(p))
+            total += p.numel()
+    return total

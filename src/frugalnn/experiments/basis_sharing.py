@@ -1,0 +1,176 @@
+"""Experiment ``basis-sharing``: SmolLM2-135M perplexity against compression ratio for Basis Sharing,
+SVD-LLM, ASVD and SVD, with the issue's measurement protocol (the reference code's, measured here):
+
+- tokenizer without BOS; each novel's lines joined with "\\n" and tokenised once;
+- calibration: 64 of the 433 consecutive 512-token windows of Emma, ``torch.manual_seed(2023);
+  torch.randperm(433)[:64]``;
+- evaluation: the first 40,960 tokens of Pride and Prejudice in 80 non-overlapping 512-token windows,
+  perplexity = exp(mean of the per-window mean NLL).
+"""
+
+from __future__ import annotations
+
+import copy
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from frugalnn.core.data import load_text, token_windows
+from frugalnn.core.llm import encode_text, load_causal_lm, perplexity
+from frugalnn.core.report import line_plot, make_record, markdown_table, write_markdown, write_record
+from frugalnn.experiments import register
+from frugalnn.methods.basis_sharing import Config, compress
+
+WINDOW = 512
+CALIB_WINDOWS = 64
+CALIB_SEED = 2023
+EVAL_TOKENS = 40_960
+# the issue's anchor: the reference code on this model and protocol
+REFERENCE = {
+    "dense": 27.15,
+    "basis-sharing": {0.2: 58.74, 0.3: 79.73, 0.4: 112.15, 0.5: 172.27},
+    "svd-llm": {0.2: 60.28, 0.3: 77.92, 0.4: 105.40, 0.5: 146.14},
+}
+# Named configurations: the reference's settings and ours ("improved" is chosen on calibration data only).
+CONFIGS: dict[str, dict[str, Any]] = {
+    "basis-sharing": {"method": "basis-sharing", "group_size": 2},
+    "svd-llm": {"method": "svd-llm"},
+    "asvd": {"method": "asvd"},
+    "svd": {"method": "svd"},
+    # chosen on 8 held-out Emma windows (docs/results/basis_sharing_select_a.json): the per-layer refit
+    # of the shared-basis coefficients was the only candidate that helped; within-block "loss" allocation
+    # hurt badly (674 vs 174 at 50%), compressed propagation could not be measured in time
+    "improved": {
+        "method": "basis-sharing",
+        "group_size": 2,
+        "refit": True,
+    },
+}
+
+
+def protocol_data(
+    tokenizer: Any, calib_windows: int = CALIB_WINDOWS, eval_tokens: int = EVAL_TOKENS
+) -> tuple:
+    """(calibration windows, evaluation windows, data identity) as the issue's protocol fixes them."""
+    emma = load_text("austen:emma")
+    pride = load_text("austen:prideprejudice")
+    all_calib = token_windows(encode_text(tokenizer, emma.text), WINDOW)
+    torch.manual_seed(CALIB_SEED)
+    pick = torch.randperm(len(all_calib))[:calib_windows]
+    evaluation = token_windows(encode_text(tokenizer, pride.text), WINDOW, limit_tokens=eval_tokens)
+    identity = {
+        "calibration": {
+            **emma.identity,
+            "windows_total": len(all_calib),
+            "windows_used": len(pick),
+            "window": WINDOW,
+            "seed": CALIB_SEED,
+        },
+        "evaluation": {**pride.identity, "tokens": int(evaluation.numel()), "windows": len(evaluation)},
+    }
+    return all_calib[pick], evaluation, identity
+
+
+def decoder_projection_bytes(model: torch.nn.Module) -> int:
+    """Bytes of the distinct parameters inside the decoder layers (a shared basis counts once)."""
+    from frugalnn.methods.basis_sharing.discover import discover
+
+    layers = discover(model).layers
+    seen: dict[int, int] = {}
+    for p in layers.parameters():
+        seen[id(p)] = p.numel() * p.element_size()
+    return sum(seen.values())
+
+
+def run_point(
+    dense: torch.nn.Module,
+    name: str,
+    ratio: float,
+    calib: torch.Tensor,
+    evaluation: torch.Tensor,
+    cache: dict | None = None,
+    eval_batch: int = 4,
+    **overrides: Any,
+) -> dict[str, Any]:
+    """Compress a copy of ``dense`` with a named configuration and measure its perplexity."""
+    config = Config(ratio=ratio, **{**CONFIGS[name], **overrides})
+    model = copy.deepcopy(dense)
+    start = time.perf_counter()
+    model, record = compress(model, config, calib, stats_cache=cache)
+    seconds = time.perf_counter() - start
+    ppl = perplexity(model, evaluation, batch_size=eval_batch)
+    return {
+        "config_name": name,
+        "ratio": ratio,
+        "ppl": ppl,
+        "compress_s": seconds,
+        "calibration_s": record["calibration_s"],
+        "factorization_s": record["factorization_s"],
+        "ratio_achieved": record["ratio_achieved"],
+        "params_after": record["params_after"],
+        "reference_ppl": REFERENCE.get(name, {}).get(ratio)
+        if isinstance(REFERENCE.get(name), dict)
+        else None,
+        "config": record["config"],
+        "ranks": record["ranks"],
+    }
+
+
+@register("basis-sharing", "Basis Sharing vs SVD-LLM/ASVD/SVD on SmolLM2-135M: perplexity vs ratio", order=40)
+def run(out_dir: Path, quick: bool, seed: int) -> dict[str, Any]:
+    torch.manual_seed(seed)
+    dense, tok = load_causal_lm("smollm2")
+    if quick:  # one ratio, 8 calibration and 4 evaluation windows: about a minute on one free core
+        calib, evaluation, identity = protocol_data(tok, calib_windows=8, eval_tokens=4 * WINDOW)
+        names, ratios = ["basis-sharing"], [0.3]
+    else:
+        calib, evaluation, identity = protocol_data(tok)
+        names, ratios = ["basis-sharing", "svd-llm", "asvd", "svd", "improved"], [0.2, 0.3, 0.4, 0.5]
+    rows: list[dict[str, Any]] = [
+        {"config_name": "dense", "ratio": 0.0, "ppl": perplexity(dense, evaluation)}
+    ]
+    cache: dict = {}
+    for name in names:
+        for ratio in ratios:
+            row = run_point(dense, name, ratio, calib, evaluation, cache=cache)
+            if quick:  # the reference figures belong to the full protocol, not to the 4-window quick one
+                row["reference_ppl"] = None
+            rows.append(row)
+            print(
+                f"{name:14s} ratio {ratio:.2f}: ppl {row['ppl']:.2f} ({row['compress_s']:.1f} s)", flush=True
+            )
+            write_record(
+                out_dir / "basis_sharing.json",
+                make_record(
+                    "basis-sharing",
+                    config={"quick": quick, "names": names, "ratios": ratios},
+                    seed=seed,
+                    data=identity,
+                    results=rows,
+                ),
+            )
+    table = [
+        {
+            k: r.get(k)
+            for k in ("config_name", "ratio", "ppl", "reference_ppl", "ratio_achieved", "compress_s")
+        }
+        for r in rows
+    ]
+    write_markdown(
+        out_dir / "basis_sharing.md", "# Basis Sharing on SmolLM2-135M\n\n" + markdown_table(table)
+    )
+    series = {n: [(r["ratio"], r["ppl"]) for r in rows if r["config_name"] == n] for n in names}
+    line_plot(
+        out_dir / "basis_sharing.png",
+        {n: ([x for x, _ in s], [y for _, y in s]) for n, s in series.items()},
+        xlabel="ratio of projection parameters removed",
+        ylabel="perplexity (Pride and Prejudice)",
+        title="SmolLM2-135M",
+        logy=True,
+    )
+    return {
+        "dense_ppl": round(rows[0]["ppl"], 2),
+        **{f"{r['config_name']}@{r['ratio']}": round(r["ppl"], 2) for r in rows[1:]},
+    }

@@ -1,0 +1,104 @@
+"""`frugalnn llm compress|eval|info` end to end on a tiny model folder, the stats cache and sequential mode."""
+
+from __future__ import annotations
+
+import copy
+import json
+
+import torch
+from transformers import LlamaConfig, LlamaForCausalLM
+
+from frugalnn.cli import main
+from frugalnn.core.llm import load_causal_lm, save_causal_lm
+from frugalnn.methods.basis_sharing import Config, compress
+
+
+def tiny_folder(tmp_path, tokenizer):
+    torch.manual_seed(0)
+    model = LlamaForCausalLM(
+        LlamaConfig(
+            vocab_size=len(tokenizer),
+            hidden_size=16,
+            intermediate_size=24,
+            num_hidden_layers=3,
+            num_attention_heads=2,
+            num_key_value_heads=1,
+            bos_token_id=1,
+            eos_token_id=2,
+            pad_token_id=2,
+        )
+    ).eval()
+    save_causal_lm(model, tokenizer, tmp_path / "dense")
+    return tmp_path / "dense"
+
+
+def test_cli_compress_eval_info(tmp_path, smol_tokenizer, capsys):
+    dense = tiny_folder(tmp_path, smol_tokenizer)
+    text = tmp_path / "calib.txt"
+    text.write_text(
+        "It is a truth universally acknowledged, that a single man in possession of a good fortune, "
+        "must be in want of a wife. " * 20
+    )
+    out = tmp_path / "bs"
+    args = [
+        "llm",
+        "compress",
+        "--model",
+        str(dense),
+        "--ratio",
+        "0.3",
+        "--calib",
+        f"file:{text}",
+        "--window",
+        "32",
+        "--calib-windows",
+        "4",
+        "--out",
+        str(out),
+    ]
+    assert main(args) == 0
+    record = json.loads((out / "frugalnn_compress_record.json").read_text())
+    assert 0.25 < record["ratio_achieved"] < 0.45 and record["params_after"] < record["params_before"]
+    assert (out / "frugalnn_compression.json").is_file()
+    assert (
+        main(
+            ["llm", "eval", "--model", str(out), "--data", f"file:{text}", "--tokens", "96", "--window", "32"]
+        )
+        == 0
+    )
+    assert main(["llm", "info", "--model", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "perplexity" in printed and "sharing" in printed
+    # bad input: the folder exists now; a calibration text shorter than one window
+    assert main(args) == 2
+    short = tmp_path / "short.txt"
+    short.write_text("Too short.")
+    args_short = args[:-1] + [str(tmp_path / "bs2")]
+    args_short[args_short.index(f"file:{text}")] = f"file:{short}"
+    assert main(args_short) == 2
+    assert not (tmp_path / "bs2").exists()
+    assert "error:" in capsys.readouterr().err
+
+
+def test_stats_cache_gives_the_same_model_and_sequential_mode_runs(tmp_path, smol_tokenizer):
+    model, _ = load_causal_lm(tiny_folder(tmp_path, smol_tokenizer))
+    calib = torch.randint(0, len(smol_tokenizer), (4, 16), generator=torch.Generator().manual_seed(0))
+    ids = calib[:2]
+    cache: dict = {}
+    compress(
+        copy.deepcopy(model), Config(ratio=0.5, method="svd-llm"), calib, progress=False, stats_cache=cache
+    )
+    assert cache  # filled by a group-size-1 run, reused by a group-size-2 run below
+    a, _ = compress(copy.deepcopy(model), Config(ratio=0.3), calib, progress=False, stats_cache=cache)
+    b, _ = compress(copy.deepcopy(model), Config(ratio=0.3), calib, progress=False)
+    with torch.no_grad():
+        assert torch.allclose(a(ids).logits, b(ids).logits, atol=1e-5)
+    seq, rec = compress(
+        copy.deepcopy(model),
+        Config(ratio=0.3, propagate="compressed", refit=True, allocation="loss"),
+        calib,
+        progress=False,
+    )
+    assert abs(rec["ratio_achieved"] - 0.3) < 0.1
+    with torch.no_grad():
+        assert torch.isfinite(seq(ids).logits).all()
