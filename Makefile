@@ -31,7 +31,7 @@ demo: setup assets tools
 	OMP_WAIT_POLICY=PASSIVE $(VENV)/bin/frugalnn reproduce --all --quick --out reports/demo
 
 test: setup assets tools
-	OMP_WAIT_POLICY=PASSIVE $(PY) -m pytest -x -q -p no:cacheprovider tests
+	OMP_WAIT_POLICY=PASSIVE $(PY) -m pytest -p no:cacheprovider tests
 
 bench: setup assets tools
 	for b in bench/bench_*.py; do OMP_WAIT_POLICY=PASSIVE $(PY) $$b || exit 1; done
