@@ -33,8 +33,23 @@ demo: setup assets tools
 test: setup assets tools
 	OMP_WAIT_POLICY=PASSIVE $(PY) -m pytest -p no:cacheprovider tests
 
+# Every benchmark, 1 torch thread each (several hours on 2 cores: run on a quiet machine).
+BENCH := OMP_WAIT_POLICY=PASSIVE $(PY)
 bench: setup assets tools
-	for b in bench/bench_*.py; do OMP_WAIT_POLICY=PASSIVE $(PY) $$b || exit 1; done
+	$(BENCH) bench/bench_baselines.py
+	$(BENCH) bench/bench_hw.py
+	$(BENCH) bench/bench_crossbar.py
+	$(BENCH) bench/bench_early_exit.py --models vgg-small
+	$(BENCH) bench/bench_early_exit.py --models resnet20
+	$(BENCH) bench/bench_class_pruning.py grid --targets 0.4 0.2 0.1
+	$(BENCH) bench/bench_class_pruning.py merge
+	$(BENCH) bench/bench_class_pruning.py widths
+	$(BENCH) bench/bench_basis_sharing.py --what ppl
+	$(BENCH) bench/bench_basis_sharing.py --what time
+	$(BENCH) bench/bench_basis_sharing.py --what throughput
+	$(BENCH) bench/bench_basis_sharing.py --what report
+	$(BENCH) bench/bench_livemind.py latency
+	$(BENCH) bench/bench_livemind.py steps
 
 lint: setup
 	$(VENV)/bin/ruff check src tests bench && $(VENV)/bin/ruff format --check src tests bench
