@@ -11,5 +11,5 @@ def smol_tokenizer():
     try:
         folder = llm._bundled_folder("smollm2")
     except MissingAssetError:
-        pytest.skip("smollm2 asset not installed (make assets)")
+        pytest.fail("smollm2 asset not installed; run make assets")
     return AutoTokenizer.from_pretrained(str(folder))

@@ -118,6 +118,7 @@ def test_counts_after_pruning_match_shapes_and_mac_model() -> None:
 
 def test_save_load_and_onnx_of_pruned_resnet(tmp_path) -> None:
     import onnxruntime as ort
+
     spec = ModelSpec("resnet20", image_size=16)
     model = build_model(spec).eval()
     x = torch.randn(2, 1, 16, 16)

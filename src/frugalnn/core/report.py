@@ -92,6 +92,19 @@ def write_markdown(path: str | Path, text: str) -> Path:
     return atomic_write_text(path, text)
 
 
+def save_figure(fig: Any, path: str | Path) -> Path:
+    """Write a matplotlib figure as PNG atomically and close it (frees its memory)."""
+    import io
+
+    import matplotlib.pyplot as plt
+
+    fig.tight_layout()
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png")
+    plt.close(fig)
+    return atomic_write_bytes(path, buffer.getvalue())
+
+
 def line_plot(
     path: str | Path,
     series: Mapping[str, tuple[Sequence[float], Sequence[float]]],
@@ -103,7 +116,6 @@ def line_plot(
     markers: bool = True,
 ) -> Path:
     """One PNG with a line per series (label -> (xs, ys)), written atomically."""
-    import io
 
     import matplotlib
 
@@ -121,11 +133,7 @@ def line_plot(
         ax.set_title(title)
     ax.grid(alpha=0.3)
     ax.legend()
-    fig.tight_layout()
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png")
-    plt.close(fig)
-    return atomic_write_bytes(path, buffer.getvalue())
+    return save_figure(fig, path)
 
 
 def bar_plot(
@@ -137,7 +145,6 @@ def bar_plot(
     title: str = "",
 ) -> Path:
     """Grouped bars: one group per label, one bar per series in ``values``."""
-    import io
 
     import matplotlib
 
@@ -156,8 +163,4 @@ def bar_plot(
         ax.set_title(title)
     if len(values) > 1:
         ax.legend()
-    fig.tight_layout()
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png")
-    plt.close(fig)
-    return atomic_write_bytes(path, buffer.getvalue())
+    return save_figure(fig, path)

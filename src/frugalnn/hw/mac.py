@@ -364,14 +364,13 @@ def load_activations(path: str | Path) -> np.ndarray:
 def _heatmap(
     path: Path, grid: np.ndarray, *, xlabel: str, ylabel: str, title: str, cbar: str, extent=None
 ) -> None:
-    import io
 
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from frugalnn.core.io import atomic_write_bytes
+    from frugalnn.core.report import save_figure
 
     fig, ax = plt.subplots(figsize=(6, 5), dpi=120)
     im = ax.imshow(np.ma.masked_less(grid, 0), aspect="auto", origin="lower", cmap="viridis", extent=extent)
@@ -379,11 +378,7 @@ def _heatmap(
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
     ax.set_title(title)
-    fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png")
-    plt.close(fig)
-    atomic_write_bytes(path, buf.getvalue())
+    save_figure(fig, path)
 
 
 def save_characterisation(

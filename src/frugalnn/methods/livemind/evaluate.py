@@ -211,14 +211,13 @@ def latency_histogram(
     path: Any, rows: dict[str, list[dict[str, Any]]], xlabel: str = "latency after the last keystroke (s)"
 ) -> Any:
     """PNG histogram of per-question latency, one series per arm (written atomically)."""
-    import io
 
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from frugalnn.core.io import atomic_write_bytes
+    from frugalnn.core.report import save_figure
 
     values = {name: [r["latency_s"] for r in rs] for name, rs in rows.items() if rs}
     top = max((max(v) for v in values.values()), default=1.0)
@@ -230,11 +229,7 @@ def latency_histogram(
     ax.set_ylabel("questions")
     ax.set_title("LiveMind vs complete prompt, SmolLM2-135M, 1 thread")
     ax.legend()
-    fig.tight_layout()
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png")
-    plt.close(fig)
-    return atomic_write_bytes(path, buffer.getvalue())
+    return save_figure(fig, path)
 
 
 def add_reductions(summary: dict[str, Any], pairs: dict[str, tuple[str, str]]) -> None:
