@@ -12,3 +12,18 @@ def empty_cache(tmp_path, monkeypatch):
     """A FRUGALNN_CACHE with nothing installed: asset look-ups must fail with the fix in the message."""
     monkeypatch.setenv("FRUGALNN_CACHE", str(tmp_path / "empty-cache"))
     return tmp_path / "empty-cache"
+
+
+@pytest.fixture(scope="session")
+def smol_tokenizer():
+    """SmolLM2's tokenizer (with its chat template) from the cached HF folder of the bundled model."""
+    from transformers import AutoTokenizer
+
+    from frugalnn.core import llm
+    from frugalnn.errors import MissingAssetError
+
+    try:
+        folder = llm._bundled_folder("smollm2")
+    except MissingAssetError:
+        pytest.fail("smollm2 asset not installed; run make assets")
+    return AutoTokenizer.from_pretrained(str(folder))

@@ -7,17 +7,8 @@ import torch
 
 
 @pytest.fixture(scope="session")
-def smol_tok():
-    from transformers import AutoTokenizer
-
-    from frugalnn.core import llm
-    from frugalnn.errors import MissingAssetError
-
-    try:
-        folder = llm._bundled_folder("smollm2")
-    except MissingAssetError:
-        pytest.fail("smollm2 asset not installed; run make assets")
-    return AutoTokenizer.from_pretrained(str(folder))
+def smol_tok(smol_tokenizer):
+    return smol_tokenizer
 
 
 @pytest.fixture(scope="session")

@@ -15,16 +15,6 @@ from frugalnn.core.assets import asset_path
 from frugalnn.errors import CheckpointError, ConfigError, MissingAssetError, UnsupportedModelError
 
 
-@pytest.fixture(scope="module")
-def smol_tokenizer():
-    """SmolLM2's tokenizer (with its chat template), from the cached HF folder of the bundled model."""
-    try:
-        folder = llm._bundled_folder("smollm2")
-    except MissingAssetError:
-        pytest.fail("smollm2 asset not installed; run make assets")
-    return AutoTokenizer.from_pretrained(str(folder))
-
-
 def tiny_llama(vocab: int = 49152, seed: int = 0) -> LlamaForCausalLM:
     torch.manual_seed(seed)
     cfg = LlamaConfig(

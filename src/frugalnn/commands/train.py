@@ -147,11 +147,8 @@ def _info(args: argparse.Namespace) -> int:
 
 
 def _zoo(args: argparse.Namespace) -> int:
-    from frugalnn.core.assets import cache_dir
     from frugalnn.core.data import load_fashion_mnist
-    from frugalnn.core.models import ModelSpec, build_model
-    from frugalnn.core.train import train
-    from frugalnn.core.zoo import RECIPES, recipe, zoo_name, zoo_path
+    from frugalnn.core.zoo import RECIPES, build_baseline, recipe, zoo_path
 
     if args.action == "list":
         for name in RECIPES:
@@ -166,11 +163,7 @@ def _zoo(args: argparse.Namespace) -> int:
     names = args.models or list(RECIPES)
     data = load_fashion_mnist(seed=0)
     for name in names:
-        config = recipe(name, args.seed)
-        config.checkpoint_every_steps = 200
-        spec = ModelSpec(name, data.num_classes, data.in_channels, data.image_size)
-        out = cache_dir() / "zoo" / zoo_name(name)
-        print(f"building {name} with {asdict(config)} -> {out}")
-        result = train(build_model(spec), data, config, out_dir=out, spec=spec)
+        print(f"building {name} with {asdict(recipe(name, args.seed))}")
+        result = build_baseline(name, args.seed, data)
         print(f"{name}: test accuracy {result.test_accuracy:.4f}")
     return 0

@@ -14,8 +14,9 @@ from torch import nn
 
 from frugalnn.core.assets import cache_dir
 from frugalnn.core.checkpoint import load_checkpoint
-from frugalnn.core.models import ModelSpec
-from frugalnn.core.train import TrainConfig
+from frugalnn.core.data import ImageData, load_fashion_mnist
+from frugalnn.core.models import ModelSpec, build_model
+from frugalnn.core.train import TrainConfig, TrainResult, train
 from frugalnn.errors import ConfigError, MissingAssetError
 
 BUNDLED = Path(__file__).resolve().parent.parent / "zoo_weights"
@@ -50,6 +51,16 @@ def load_pretrained(model: str, data: str = "fashion-mnist") -> tuple[nn.Module,
             f"no trained {model} for {data}; build it with `frugalnn zoo build {model}` (about 1 h on 2 cores)"
         )
     return load_checkpoint(folder)
+
+
+def build_baseline(model: str, seed: int = 0, data: ImageData | None = None) -> TrainResult:
+    """Train a zoo model with its recipe into ``$FRUGALNN_CACHE/zoo`` (resumes a killed build)."""
+    config = recipe(model, seed)
+    config.checkpoint_every_steps = 200
+    data = data or load_fashion_mnist(seed=0)
+    spec = ModelSpec(model, data.num_classes, data.in_channels, data.image_size)
+    out = cache_dir() / "zoo" / zoo_name(model)
+    return train(build_model(spec), data, config, out_dir=out, spec=spec)
 
 
 def recipe(model: str, seed: int = 0) -> TrainConfig:

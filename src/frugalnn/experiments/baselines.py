@@ -17,10 +17,10 @@ import torch.nn.functional as F
 
 from frugalnn.core.data import load_fashion_mnist
 from frugalnn.core.measure import accuracy, count_macs, count_params, throughput
-from frugalnn.core.models import ModelSpec, build_model
+from frugalnn.core.models import build_model
 from frugalnn.core.report import bar_plot, make_record, markdown_table, write_markdown, write_record
 from frugalnn.core.train import TrainConfig, augment_batch, train
-from frugalnn.core.zoo import RECIPES, load_pretrained, recipe, zoo_path
+from frugalnn.core.zoo import RECIPES, build_baseline, load_pretrained, zoo_path
 from frugalnn.experiments import register
 
 
@@ -48,16 +48,7 @@ def run(out_dir: Path, quick: bool, seed: int) -> dict[str, Any]:
     rows = []
     for name in RECIPES:
         if zoo_path(name) is None and not quick:
-            spec = ModelSpec(name, 10, 1, 28)
-            from frugalnn.core.assets import cache_dir
-
-            train(
-                build_model(spec),
-                data,
-                recipe(name, seed),
-                out_dir=cache_dir() / "zoo" / f"fashion-mnist-{name}",
-                spec=spec,
-            )
+            build_baseline(name, seed, data)
         if zoo_path(name) is None:
             print(f"  {name}: no trained weights (build with `frugalnn zoo build {name}`); skipped")
             continue
