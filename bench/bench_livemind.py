@@ -57,11 +57,19 @@ PAIRS = {
 
 
 def bench_latency(
-    n_questions: int, model: str, out: Path, collab: bool = False, cpu_clock: bool = True
+    n_questions: int,
+    model: str,
+    out: Path,
+    collab: bool = False,
+    cpu_clock: bool = True,
+    answer_mode: str = "generate",
+    answer_format: str | None = None,
 ) -> dict:
     torch.set_num_threads(1)
     questions, identity = sample_mmlu(n_questions)
-    config = Config()
+    config = Config(answer_mode=answer_mode)
+    if answer_format is not None:
+        config.answer_format = answer_format
     live = LocalBackend.load(model, name=model, cpu_clock=cpu_clock)
 
     def backend(m: torch.nn.Module, name: str = model) -> LocalBackend:
@@ -206,18 +214,35 @@ def main() -> None:
         default="cpu",
         help="model time on the virtual clock: the thread's CPU time (default; robust on a shared machine) or wall",
     )
+    parser.add_argument(
+        "--answer-mode",
+        choices=("generate", "choice"),
+        default="generate",
+        help="final answer: free greedy generation (the anchor) or the forced 'The answer is (' + best letter",
+    )
+    parser.add_argument(
+        "--answer-format", default=None, help="answer instruction for both sides ('' drops it)"
+    )
     args = parser.parse_args()
     if args.part == "latency":
-        name = "livemind_collab.json" if args.collab else "livemind.json"
+        name = "livemind_collab" if args.collab else "livemind"
+        name += "_choice.json" if args.answer_mode == "choice" else ".json"
         bench_latency(
-            args.questions, args.model, Path(args.out or OUT / name), args.collab, args.clock == "cpu"
+            args.questions,
+            args.model,
+            Path(args.out or OUT / name),
+            args.collab,
+            args.clock == "cpu",
+            args.answer_mode,
+            args.answer_format,
         )
     elif args.part == "report":  # re-render the table and histogram of finished latency records
         import json
 
         from frugalnn.core.report import write_markdown
 
-        for path in (OUT / "livemind.json", OUT / "livemind_collab.json"):
+        names = ("livemind", "livemind_collab", "livemind_choice", "livemind_collab_choice")
+        for path in (OUT / f"{n}.json" for n in names):
             if path.exists():  # the summary is recomputed from the stored rows
                 record = json.loads(path.read_text())
                 results = record["results"]

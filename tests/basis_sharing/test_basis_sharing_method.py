@@ -250,3 +250,35 @@ def test_loss_allocation_keeps_the_budget_and_moves_rank_to_slow_spectra():
     assert new[0] > uniform[0] and new[1] < uniform[1] and min(new) >= 1
     same = _allocate([flat, flat.clone()], costs, uniform)
     assert abs(same[0] - same[1]) <= 1 and sum(same) == sum(uniform)
+
+
+@pytest.mark.parametrize("d", [40, 576, 1000])
+def test_symmetric_gram_matches_numpy(d):
+    from frugalnn.methods.basis_sharing.compress import symmetric_gram
+
+    x = torch.randn(300, d, generator=torch.Generator().manual_seed(d))
+    ref = x.double().numpy().T @ x.double().numpy()
+    got = symmetric_gram(x).double().numpy()
+    assert np.allclose(got, got.T) and np.abs(got - ref).max() < 1e-4 * np.abs(ref).max()
+
+
+def test_bfloat16_calibration_factorises_the_full_precision_weights():
+    """bf16 only touches the statistics: full rank stays exact; at 50% it lands near fp32 calibration."""
+    model = tiny("llama").double()
+    ids = calib(2, 16, seed=7)
+    with torch.no_grad():
+        dense = model(ids).logits
+    full, _ = compress(
+        copy.deepcopy(model), Config(ratio=0.5, rank=10**6, calib_dtype="bfloat16"), calib(), progress=False
+    )
+    with torch.no_grad():
+        assert float((full(ids).logits - dense).norm() / dense.norm()) < 1e-5
+    outs = {}
+    for dtype in ("float32", "bfloat16"):
+        m, _ = compress(copy.deepcopy(model), Config(ratio=0.5, calib_dtype=dtype), calib(), progress=False)
+        with torch.no_grad():
+            outs[dtype] = m(ids).logits
+    gap = float((outs["bfloat16"] - outs["float32"]).norm() / (outs["float32"] - dense).norm())
+    assert gap < 0.05  # the bf16 statistics move the result by a small part of the truncation error itself
+    with pytest.raises(ConfigError, match="dense"):
+        Config(calib_dtype="bfloat16", propagate="compressed").validate()

@@ -149,3 +149,21 @@ def test_chat_seam_returns_the_whole_reply():
         chat(ScriptedBackend(["hello there  world"]), [{"role": "user", "content": "hi"}])
         == "hello there  world"
     )
+
+
+def test_choice_mode_answers_in_one_scored_call_on_both_sides():
+    cfg = Config(chars_per_minute=60.0, answer_mode="choice", answer_format="")
+    b = ScriptedBackend(
+        ["x y z", "x y z"], token_s=0.125, prefill_s=0.25, choose_s=0.5, choices=["inference"] * 2 + ["B"]
+    )
+    run = simulate_livemind(LiveMindController(cfg, b), PROMPT, TAIL)
+    assert run.answer == "The answer is (B)" and run.final_reason == "choice" and run.final_tokens == 1
+    assert run.latency_s == 0.5  # one choose call, no decoding
+    assert b.calls[-1][0] == "choose" and b.calls[-1][1][-1]["content"] == " Eta theta." + TAIL
+    base = ScriptedBackend([], choose_s=0.75, choices=["C"])
+    run = simulate_baseline(base, PROMPT, TAIL, cfg)
+    assert run.answer == "The answer is (C)" and run.latency_s == 0.75
+    with pytest.raises(ConfigError, match="answer mode"):
+        Config(answer_mode="letters")
+    with pytest.raises(ConfigError, match="distinct"):
+        Config(answer_mode="choice", answer_choices="AAB")

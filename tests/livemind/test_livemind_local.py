@@ -99,3 +99,18 @@ def test_cpu_clock_reports_thread_time_beside_wall_time(tiny_lm, smol_tok):
     pieces = list(backend.stream([SYS, {"role": "user", "content": "Hello there."}], max_new_tokens=4))
     assert all(p.wall_s is not None and 0.0 <= p.seconds <= p.wall_s + 1e-3 for p in pieces)
     assert LocalBackend(tiny_lm, smol_tok).clock is time.perf_counter
+
+
+def test_choose_letter_right_after_the_prefix(tiny_lm, smol_tok):
+    """sep='' scores the letter token that continues "The answer is (" directly (float64 reference)."""
+    backend = LocalBackend(tiny_lm, smol_tok)
+    m = [SYS, {"role": "user", "content": "Pick one. Options are:\n(A): x\n(B): y\n(C): z\n"}]
+    word, _ = backend.choose(m, "The answer is (", list("ABC"), [0.0] * 3, sep="")
+    text = smol_tok.apply_chat_template(m, tokenize=False, add_generation_prompt=True) + "The answer is ("
+    ids = smol_tok(text, add_special_tokens=False)["input_ids"]
+    with torch.no_grad():
+        logp = torch.log_softmax(tiny_lm.double()(torch.tensor([ids])).logits[0, -1].double(), -1)
+    tiny_lm.float()
+    ref = {w: logp[smol_tok(w, add_special_tokens=False)["input_ids"][0]].item() for w in "ABC"}
+    assert all(abs(backend.last_scores[w] - ref[w]) < 1e-4 for w in ref)
+    assert word == max(ref, key=ref.get)

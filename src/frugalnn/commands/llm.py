@@ -57,6 +57,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     c.add_argument("--allocation", choices=("uniform", "loss"), default="uniform", help="rank allocation")
     c.add_argument("--refit", action="store_true", help="refit shared-basis coefficients per layer")
     c.add_argument("--lora-epochs", type=int, default=0, help="LoRA recovery epochs on the calibration text")
+    c.add_argument("--lora-lr", type=float, default=1e-4, help="LoRA learning rate (default 1e-4)")
+    c.add_argument(
+        "--calib-dtype",
+        choices=("float32", "bfloat16"),
+        default="float32",
+        help="calibration forward precision; bfloat16 is ~2.8x faster on CPUs with avx512_bf16 (dense propagation)",
+    )
     c.add_argument("--out", required=True, help="output folder (must not exist)")
     c.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
     c.set_defaults(func=cmd_compress)
@@ -110,7 +117,9 @@ def cmd_compress(args: argparse.Namespace) -> int:
         allocation=args.allocation,
         refit=args.refit,
         lora_epochs=args.lora_epochs,
-    )
+        lora_lr=args.lora_lr,
+        calib_dtype=args.calib_dtype,
+    ).validate()  # fail on impossible combinations before loading the model
     start = time.perf_counter()
     model, tok = load_causal_lm(args.model)
     text = load_text(args.calib)

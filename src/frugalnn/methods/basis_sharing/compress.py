@@ -10,6 +10,7 @@ outputs (dense, as the reference; or compressed, ``propagate="compressed"``) fee
 
 from __future__ import annotations
 
+import copy
 import logging
 import time
 from dataclasses import asdict
@@ -38,6 +39,24 @@ class _Stop(Exception):
     """Raised by the pre-hook on the first decoder layer: the embedding output is all we need."""
 
 
+def symmetric_gram(x: torch.Tensor, blocks: int = 6) -> torch.Tensor:
+    """XᵀX from its upper block triangle only, mirrored: (b+1)/(2b) of the full product's multiply-adds.
+
+    The Gram matrices cost as much as the calibration forward itself (down_proj's 1536² per token);
+    torch has no syrk, and b = 6 column blocks measured 0.61× the time of ``x.mT @ x`` for d = 1536
+    (0.65× for 576) on one thread, with the same float32 rounding.
+    """
+    d = x.shape[1]
+    if d < 64 * blocks:
+        return x.mT @ x
+    edges = [round(i * d / blocks) for i in range(blocks + 1)]
+    gram = torch.empty(d, d, dtype=x.dtype, device=x.device)
+    for a, b in zip(edges[:-1], edges[1:], strict=True):
+        gram[a:b, a:] = x[:, a:b].mT @ x[:, a:]
+        gram[b:, a:b] = gram[a:b, b:].mT
+    return gram
+
+
 class _Stats:
     """Per-input statistics: Gram XᵀX (float64), Σ|x| (ASVD) and token count."""
 
@@ -48,7 +67,7 @@ class _Stats:
 
     def add(self, x: torch.Tensor, need_abs: bool) -> None:
         x = x.detach().reshape(-1, x.shape[-1]).float()
-        g = (x.mT @ x).double()
+        g = symmetric_gram(x).double()
         self.gram = g if self.gram is None else self.gram + g
         if need_abs:
             a = x.abs().sum(0).double()
@@ -79,6 +98,17 @@ def _capture_inputs(
     finally:
         handle.remove()
     return captured
+
+
+def _to_bf16(value: Any) -> Any:
+    """Floating tensors (also inside tuples / dicts) to bfloat16; masks and ids stay as they are."""
+    if isinstance(value, torch.Tensor):
+        return value.to(torch.bfloat16) if value.is_floating_point() else value
+    if isinstance(value, tuple | list):
+        return type(value)(_to_bf16(v) for v in value)
+    if isinstance(value, dict):
+        return {k: _to_bf16(v) for k, v in value.items()}
+    return value
 
 
 def _run_layer(layer: nn.Module, item: list[Any]) -> torch.Tensor:
@@ -148,6 +178,9 @@ def compress(
     model.eval()
     t0 = time.perf_counter()
     items = _capture_inputs(model, found.layers, calib, config.calib_batch_size)
+    low = config.calib_dtype == "bfloat16"
+    if low:  # calibration activations in bfloat16 (hidden states and rotary tables alike)
+        items = [[_to_bf16(item[0]), _to_bf16(item[1]), _to_bf16(item[2])] for item in items]
     calib_s, factor_s = time.perf_counter() - t0, 0.0
     before = after = 0
     shifts = 0
@@ -160,6 +193,8 @@ def compress(
         groups = _groups(found, config, block)
         need_abs = config.whitening == "asvd"
         use_cache = stats_cache is not None and config.propagate == "dense"
+        if use_cache and stats_cache.setdefault("calib_dtype", config.calib_dtype) != config.calib_dtype:
+            raise ConfigError("this stats cache holds statistics of another calib_dtype; use a new cache")
         wanted = [(li, t) for t, members in groups for li in members]
         inputs = [item[0] for item in items]
         if config.whitening == "none" and config.propagate == "dense":  # plain SVD needs no statistics
@@ -169,15 +204,21 @@ def compress(
             stats = {key: stats_cache[("stats", *key)] for key in wanted if ("stats", *key) in stats_cache}
             stats.update({owner: stats_cache[("stats", *owner)] for owner in alias.values()})
         else:
-            stats, alias, handles = _hook_block(found, block, groups, need_abs=need_abs)
+            # bfloat16: hooks and forward on a bfloat16 copy of the block; the fp32 layers get factorised
+            run = {
+                li: copy.deepcopy(found.layers[li]).to(torch.bfloat16) if low else found.layers[li]
+                for li in block
+            }
+            stats, alias, handles = _hook_block(found, block, groups, need_abs=need_abs, layers=run)
             for item in items:
                 h = item[0]
                 for li in block:
                     _LAYER_INPUTS[
                         li
                     ] = []  # identity cache: q/k/v (or up/gate) read one tensor, count it once
-                    h = _run_layer(found.layers[li], [h, item[1], item[2]])
+                    h = _run_layer(run[li], [h, item[1], item[2]])
                 item[0] = h
+            del run
             for handle in handles:
                 handle.remove()
             _LAYER_INPUTS.clear()
@@ -292,9 +333,15 @@ def load_stats(path: str) -> dict:
 
 
 def _hook_block(
-    found: Discovered, block: list[int], groups: list[tuple[str, list[int]]], need_abs: bool
+    found: Discovered,
+    block: list[int],
+    groups: list[tuple[str, list[int]]],
+    need_abs: bool,
+    layers: dict[int, nn.Module] | None = None,
 ) -> tuple[dict, dict, list]:
-    """Forward pre-hooks that accumulate input statistics for each linear to be factorised."""
+    """Forward pre-hooks that accumulate input statistics for each linear to be factorised.
+
+    ``layers``: the modules that will actually run (a bfloat16 copy of the block), default the model's."""
     stats: dict[tuple[int, str], _Stats] = {}
     alias: dict[tuple[int, str], tuple[int, str]] = {}
     handles = []
@@ -313,7 +360,8 @@ def _hook_block(
             seen.append((x, key))
             stats.setdefault(key, _Stats()).add(x, need_abs)
 
-        handles.append(found.layers[li].get_submodule(t).register_forward_pre_hook(hook))
+        owner = layers[li] if layers is not None else found.layers[li]
+        handles.append(owner.get_submodule(t).register_forward_pre_hook(hook))
     return stats, alias, handles
 
 

@@ -34,6 +34,9 @@ class Config:
     refit: re-solve each layer's coefficients for the shared basis with its own Gram matrix,
         C_i = (BᵀG_iB)⁻¹BᵀG_iW_i (the reference's unused closed form).
     rank: force this rank on every matrix (clipped to full rank) — for tests and ablations.
+    calib_dtype: ``float32`` (the reference) or ``bfloat16``: the calibration forward runs on a bfloat16
+        copy of each block (2.8× faster per layer on this CPU's avx512_bf16); the Gram matrices are still
+        accumulated in float32/float64 from the bfloat16 activations. Dense propagation only.
     lora_epochs: > 0 runs LoRA recovery on the coefficient matrices (peft; r 8, alpha 32, lr 1e-4).
     """
 
@@ -50,6 +53,7 @@ class Config:
     rank: int | None = None
     calib_batch_size: int = 8
     factor_dtype: str = "float64"
+    calib_dtype: str = "float32"
     lora_epochs: int = 0
     lora_r: int = 8
     lora_alpha: int = 32
@@ -77,6 +81,12 @@ class Config:
             raise ConfigError(f"allocation must be one of {', '.join(ALLOCATIONS)}, got {self.allocation!r}")
         if self.factor_dtype not in ("float64", "float32"):
             raise ConfigError(f"factor_dtype must be float64 or float32, got {self.factor_dtype!r}")
+        if self.calib_dtype not in ("float32", "bfloat16"):
+            raise ConfigError(f"calib_dtype must be float32 or bfloat16, got {self.calib_dtype!r}")
+        if self.calib_dtype == "bfloat16" and self.propagate != "dense":
+            raise ConfigError(
+                "calib_dtype bfloat16 needs propagate='dense'; use float32 for compressed propagation"
+            )
         if self.rank is not None and self.rank < 1:
             raise ConfigError(f"rank must be positive, got {self.rank}")
         if self.calib_batch_size < 1 or self.lora_batch_size < 1:

@@ -58,9 +58,9 @@ class Backend(Protocol):
         ...
 
     def choose(
-        self, messages: Messages, prefix: str, words: Sequence[str], bias: Sequence[float]
+        self, messages: Messages, prefix: str, words: Sequence[str], bias: Sequence[float], sep: str = " "
     ) -> tuple[str, float]:
-        """Pick the word the model scores highest right after ``prefix``; returns (word, seconds)."""
+        """Pick the word the model scores highest right after ``prefix`` + ``sep``; returns (word, seconds)."""
         ...
 
 
@@ -116,7 +116,7 @@ class ScriptedBackend:
             yield Piece(token, self.token_s + (self.prefill_s if i == 0 else 0.0))
 
     def choose(
-        self, messages: Messages, prefix: str, words: Sequence[str], bias: Sequence[float]
+        self, messages: Messages, prefix: str, words: Sequence[str], bias: Sequence[float], sep: str = " "
     ) -> tuple[str, float]:
         self.calls.append(("choose", [dict(m) for m in messages]))
         self._check_fail()
@@ -210,13 +210,15 @@ class HTTPBackend:
             response.close()
 
     def choose(
-        self, messages: Messages, prefix: str, words: Sequence[str], bias: Sequence[float]
+        self, messages: Messages, prefix: str, words: Sequence[str], bias: Sequence[float], sep: str = " "
     ) -> tuple[str, float]:
         start = time.perf_counter()
-        reply = self.complete(messages, max_new_tokens=4, prefix=prefix)
+        head = prefix.rstrip() + sep if sep.strip() else prefix
+        reply = self.complete(messages, max_new_tokens=4, prefix=head)
         text = reply["choices"][0]["message"]["content"] or ""
-        found = [w for w in words if w in text]
-        return (found[0] if found else words[0]), time.perf_counter() - start
+        # the word that appears first in the reply (an API without scores for given words)
+        found = sorted((text.find(w), i) for i, w in enumerate(words) if w in text)
+        return (words[found[0][1]] if found else words[0]), time.perf_counter() - start
 
     def models(self) -> list[str]:
         """Model ids the server lists at ``/v1/models``."""

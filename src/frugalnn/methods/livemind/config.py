@@ -18,6 +18,9 @@ FORMATS = ("u-pi", "u-pli", "u-spi", "ua-pil", "ua-spi")
 ANSWER_FORMAT = "Your answer should end with 'The answer is (Choice)'."
 # The reference's answer regex (spec: `answer is \(?([A-J])\)?`).
 ANSWER_PATTERN = r"answer is \(?([A-J])\)?"
+# The forced start of the final answer in ``choice`` mode: the model then only has to pick the letter.
+ANSWER_PREFIX = "The answer is ("
+ANSWER_MODES = ("generate", "choice")
 
 
 @dataclass
@@ -39,6 +42,12 @@ class Config:
         two action words after ``action `` instead of hoping the model writes the format.
     wait_bias: added to the score of ``wait`` before the comparison (0 = plain argmax).
     step_retries: how often a failing inference step is retried before it is skipped.
+    answer_format: the answer instruction appended to the last user message (both sides).
+    answer_mode: ``generate`` writes the final answer freely (greedy, stopped at the answer regex);
+        ``choice`` forces the reply to start with ANSWER_PREFIX and takes the letter of
+        ``answer_choices`` the model scores highest there: one forward pass, no decoding loop. It is
+        a decoding choice, applied to the baseline and LiveMind alike (docs/livemind.md).
+    answer_choices: the option letters ``choice`` mode picks from (MMLU: A-D).
     """
 
     segmenter: str = "sentence"
@@ -53,6 +62,8 @@ class Config:
     wait_bias: float = 0.0
     step_retries: int = 1
     answer_format: str = ANSWER_FORMAT
+    answer_mode: str = "generate"
+    answer_choices: str = "ABCD"
 
     def __post_init__(self) -> None:
         if self.segmenter not in SEGMENTERS:
@@ -60,6 +71,16 @@ class Config:
         if self.prompt_format not in FORMATS:
             raise ConfigError(
                 f"unknown prompt format {self.prompt_format!r}; use one of {', '.join(FORMATS)}"
+            )
+        if self.answer_mode not in ANSWER_MODES:
+            raise ConfigError(
+                f"unknown answer mode {self.answer_mode!r}; use one of {', '.join(ANSWER_MODES)}"
+            )
+        if self.answer_mode == "choice" and (
+            not self.answer_choices or len(set(self.answer_choices)) != len(self.answer_choices)
+        ):
+            raise ConfigError(
+                f"answer_choices must be distinct option letters, e.g. 'ABCD'; got {self.answer_choices!r}"
             )
         if not self.chars_per_minute > 0:
             raise ConfigError(f"chars_per_minute must be positive, got {self.chars_per_minute}; e.g. 240")

@@ -11,13 +11,14 @@ from __future__ import annotations
 
 import re
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from frugalnn.errors import ConfigError
 from frugalnn.methods.livemind.actions import INFERENCE, WAIT, Action, ActionCache, parse_action
 from frugalnn.methods.livemind.backends import Backend, BackendError, Messages
-from frugalnn.methods.livemind.config import ANSWER_PATTERN, Config
+from frugalnn.methods.livemind.config import ANSWER_PATTERN, ANSWER_PREFIX, Config
 from frugalnn.methods.livemind.formats import (
     baseline_messages,
     get_format,
@@ -34,7 +35,7 @@ class GenResult:
     text: str = ""
     seconds: float = 0.0
     tokens: int = 0
-    reason: str = "eos"  # eos | max | answer | loop | cut
+    reason: str = "eos"  # eos | max | answer | loop | cut | choice
     stats: dict[str, int] = field(default_factory=dict)
     wall_s: float = 0.0  # wall time (equals ``seconds`` unless the backend runs on a CPU-time clock)
 
@@ -254,6 +255,8 @@ def _final(
     spent = 0.0
     for attempt in range(cfg.step_retries + 1):
         try:
+            if cfg.answer_mode == "choice":
+                return _choose_answer(backend, messages, cfg, on_piece, spent)
             result = generate(
                 backend,
                 messages,
@@ -270,6 +273,24 @@ def _final(
             if attempt == cfg.step_retries:
                 raise
     raise AssertionError("unreachable")  # pragma: no cover
+
+
+def _choose_answer(
+    backend: Backend,
+    messages: Messages,
+    cfg: Config,
+    on_piece: Callable[[str], None] | None,
+    spent: float,
+) -> GenResult:
+    """``choice`` mode: force ANSWER_PREFIX, pick the best-scored option letter (one forward pass)."""
+    wall = time.perf_counter()
+    letters = list(cfg.answer_choices)
+    letter, seconds = backend.choose(messages, ANSWER_PREFIX, letters, [0.0] * len(letters), sep="")
+    text = f"{ANSWER_PREFIX}{letter})"
+    if on_piece:
+        on_piece(text)
+    stats = dict(getattr(backend, "last_stats", {}) or {})
+    return GenResult(text, seconds + spent, 1, "choice", stats, time.perf_counter() - wall)
 
 
 def complete_prompt(

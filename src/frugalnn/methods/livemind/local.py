@@ -139,18 +139,27 @@ class LocalBackend:
             return self.clock() - start
 
     def choose(
-        self, messages: Messages, prefix: str, words: Sequence[str], bias: Sequence[float]
+        self, messages: Messages, prefix: str, words: Sequence[str], bias: Sequence[float], sep: str = " "
     ) -> tuple[str, float]:
-        """Compare the model's log-probabilities of each word after ``prefix`` (teacher-forced, summed)."""
+        """Compare the model's log-probabilities of each word after ``prefix`` + ``sep`` (teacher-forced, summed).
+
+        ``sep`` " ": words follow with a space (``action inference``); "": they continue the prefix
+        directly (``The answer is (B``). Trailing white space of ``prefix`` belongs to ``sep``.
+        """
         with self.lock:
             start = self.clock()
-            prompt = self.render(messages, prefix.rstrip())
+            text = prefix.rstrip()
+            prompt = self.render(messages, text)
             logits = self._sync(prompt)
+            head = self.tok(text, add_special_tokens=False)["input_ids"]
             scores = []
             for word, extra in zip(words, list(bias) + [0.0] * len(words)):
-                cand = self.tok(prefix.rstrip() + " " + word, add_special_tokens=False)["input_ids"]
-                head = self.tok(prefix.rstrip(), add_special_tokens=False)["input_ids"]
-                cand = cand[len(head) :] if cand[: len(head)] == head else cand
+                cand = self.tok(text + sep + word, add_special_tokens=False)["input_ids"]
+                if cand[: len(head)] != head:  # the word merged with the prefix's last token
+                    raise BackendError(
+                        f"cannot score {word!r} after {prefix!r}: the tokenizer merges them; use sep=' '"
+                    )
+                cand = cand[len(head) :]
                 logp = torch.log_softmax(logits, -1)[cand[0]].item()
                 if len(cand) > 1:  # multi-token word: teacher-force the rest, then return to the prompt
                     step = torch.log_softmax(self._forward(cand[:-1], keep=len(cand) - 1), -1)
