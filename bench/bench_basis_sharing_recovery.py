@@ -52,6 +52,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--held-out", type=int, default=16)
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--out", default=str(RESULTS / "basis_sharing_recovery.json"))
+    p.add_argument(
+        "--skip-base", action="store_true", help="do not re-measure the compressed model before LoRA"
+    )
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
     dense, tok = load_causal_lm("smollm2")
@@ -83,18 +86,19 @@ def main(argv: list[str] | None = None) -> int:
             "reference_bs": REFERENCE["basis-sharing"].get(ratio),
             "reference_svdllm": REFERENCE["svd-llm"].get(ratio),
         }
-        rows.append(
-            {
-                **base,
-                "lora_lr": None,
-                "ppl": perplexity(compressed, evaluation),
-                "held_out_emma_ppl": perplexity(compressed, held),
-            }
-        )
-        print(
-            f"r={ratio} no LoRA: ppl {rows[-1]['ppl']:.3f} emma {rows[-1]['held_out_emma_ppl']:.3f}",
-            flush=True,
-        )
+        if not args.skip_base:
+            rows.append(
+                {
+                    **base,
+                    "lora_lr": None,
+                    "ppl": perplexity(compressed, evaluation),
+                    "held_out_emma_ppl": perplexity(compressed, held),
+                }
+            )
+            print(
+                f"r={ratio} no LoRA: ppl {rows[-1]['ppl']:.3f} emma {rows[-1]['held_out_emma_ppl']:.3f}",
+                flush=True,
+            )
         save()
         for lr in args.lrs:
             lora_cfg = dataclasses.replace(config, lora_epochs=args.epochs, lora_lr=lr)
