@@ -79,9 +79,8 @@ def run_characterize(args: argparse.Namespace) -> int:
         CharacterizeConfig,
         MacConfig,
         characterize_mac,
-        load_activations,
-        save_characterisation,
     )
+    from frugalnn.hw.mac_report import load_activations, save_characterisation
 
     mac = MacConfig(args.bits, args.psum_bits, not args.unsigned_weights, not args.unsigned_activations)
     cfg = CharacterizeConfig(

@@ -28,8 +28,8 @@ def run(out_dir: Path, quick: bool, seed: int) -> dict:
         MacConfig,
         build_mac,
         characterize_mac,
-        save_characterisation,
     )
+    from frugalnn.hw.mac_report import save_characterisation
     from frugalnn.hw.synth import sta_timing
 
     mac = MacConfig(bits=8, psum_bits=22)
