@@ -5,6 +5,8 @@ thread, and writes docs/results/early_exit*.json (make_record: config, seed, ver
 early_exit.md (tables) and the accuracy-vs-MACs and exit-histogram plots.
 
     .venv/bin/python bench/bench_early_exit.py [--quick] [--out docs/results] [--ablation]
+    .venv/bin/python bench/bench_early_exit.py --joint 2 [--joint-images 20000] [--models vgg-small]
+        # ablation: joint fine-tuning of backbone + heads -> docs/results/early_exit_joint*
 """
 
 from __future__ import annotations
@@ -36,8 +38,31 @@ def main() -> None:
         help="also: the paper's global-average-pool heads, ResNet-20 with an exit after every block, "
         "VGG-small with exits after every conv-BN-ReLU as well",
     )
+    parser.add_argument(
+        "--joint", type=int, default=0, help="run only the joint fine-tuning ablation with this many epochs"
+    )
+    parser.add_argument("--joint-images", type=int, default=20000, help="training images per joint epoch")
+    parser.add_argument("--joint-lr", type=float, default=0.005, help="SGD learning rate of the fine-tuning")
     args = parser.parse_args()
     torch.set_num_threads(1)  # benchmark figures are single-thread (the machine is shared)
+    if args.joint:
+        from frugalnn.core.data import load_fashion_mnist
+        from frugalnn.experiments.early_exit_joint import study_joint, write_joint_report
+
+        data = load_fashion_mnist(seed=0)
+        names = [m.strip() for m in (args.models or "vgg-small").split(",")]
+        previous = Path(args.out) / "early_exit_joint.json"  # keep other settings' results
+        results = json.loads(previous.read_text())["results"] if previous.exists() else []
+        for name in names:
+            label = f"{name}-joint-e{args.joint}-lr{args.joint_lr:g}"
+            res = study_joint(name, data, args.seed, args.joint, args.joint_images, label, lr=args.joint_lr)
+            results = [r for r in results if r["model"] != label] + [res]
+            config = {"runs": [r["joint"] | {"model": r["model"]} for r in results]}
+            write_joint_report(results, Path(args.out), config, args.seed, data.identity)
+        print(
+            json.dumps({r["model"]: {m: r["main"][m]["mac_reduction"] for m in r["main"]} for r in results})
+        )
+        return
     plan = None
     if not args.quick:
         plan = [("vgg-small", "vgg-small", 4, None), ("resnet20", "resnet20", 4, None)]

@@ -109,3 +109,21 @@ def test_joint_fine_tuning_trains_backbone_and_heads():
     assert not torch.equal(before["blocks.0.0.weight"], model.state_dict()["blocks.0.0.weight"])
     assert all(not torch.equal(a, h.fc.weight) for a, h in zip(heads_before, ee.heads))
     assert result.val_accuracy > 0.5  # the skipping forward (β = 0) is the final classifier here
+
+
+def test_cli_hybrid_mode_searches_beta_and_tau(tmp_path, capsys):
+    model, spec, _ = trained_digits_vgg()
+    save_checkpoint(tmp_path / "base", model, spec)
+    ee_dir = tmp_path / "hy"
+    args = ["--data", "digits", "--threads", "1"]
+    train_args = ["--out", str(ee_dir), "--epochs", "5", "--head-pool", "2", "--mode", "hybrid"]
+    assert main(["early-exit", "train", "--model", str(tmp_path / "base"), *train_args, *args]) == 0
+    assert main(["early-exit", "search", "--model", str(ee_dir), "--tolerance", "0.02", *args]) == 0
+    out = capsys.readouterr().out
+    assert "tau per exit" in out
+    meta = json.loads((ee_dir / "checkpoint.json").read_text())
+    assert len(meta["search"]["taus"]) == 2 and meta["early_exit"]["mode"] == "hybrid"
+    assert main(["early-exit", "eval", "--model", str(ee_dir), "--throughput", "--rebatch", *args]) == 0
+    assert "images/s skipping" in capsys.readouterr().out
+    loaded, _, _ = load_early_exit(ee_dir)
+    assert loaded.thresholds.tolist() == pytest.approx(meta["early_exit"]["thresholds"])

@@ -23,7 +23,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     t = verbs.add_parser("train", help="attach exit heads to a trained model and train them")
     t.add_argument("--model", required=True, help="checkpoint folder, or a zoo name (vgg-small, resnet20)")
     t.add_argument("--exits", help="comma-separated layer names (default: after every stage but the last)")
-    t.add_argument("--mode", choices=("exclusion", "confidence"), default="exclusion")
+    t.add_argument(
+        "--mode",
+        choices=("exclusion", "confidence", "hybrid"),
+        default="exclusion",
+        help="exclusion (the paper), confidence (baseline), hybrid (ours: exclusion + confidence over the rest)",
+    )
     t.add_argument("--rule", choices=("ratio", "absolute"), default="ratio")
     t.add_argument("--head-pool", type=positive_int, default=1, help="head pooling side (1 = global average)")
     t.add_argument("--pos-weight", type=positive_float, help="BCE positive-class weight (default 4·(K−1))")
@@ -53,6 +58,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     e.add_argument("--split", choices=("val", "test"), default="test")
     e.add_argument("--batch-size", type=positive_int, default=64, help="64: activations stay in cache")
     e.add_argument("--throughput", action="store_true", help="also time skipping vs plain forward")
+    e.add_argument(
+        "--rebatch",
+        action="store_true",
+        help="time the re-batching forward (survivors queued into full batches)",
+    )
     e.add_argument("--json", action="store_true", help="print the result as JSON")
     _common(e)
     e.set_defaults(func=_eval)
@@ -121,8 +131,11 @@ def _search(args: argparse.Namespace) -> int:
         model.config.rule = args.rule
     data = _data_for(args, spec)
     result = search(model, data.x_val, data.y_val, args.tolerance, progress=True)
-    what = "beta" if model.config.mode == "exclusion" else "threshold"
+    what = "threshold" if model.config.mode == "confidence" else "beta"
     print(f"{what} per exit: " + ", ".join(f"{n}={v:g}" for n, v in zip(model.exit_names, result.values)))
+    if model.config.mode == "hybrid":
+        taus = model.thresholds.tolist()
+        print("tau per exit: " + ", ".join(f"{n}={v:g}" for n, v in zip(model.exit_names, taus)))
     print(
         f"validation accuracy {result.accuracy:.4f} (baseline {result.baseline_accuracy:.4f}, floor {result.floor:.4f}); "
         f"{result.macs_per_image:,.0f} MACs/image"
@@ -131,6 +144,8 @@ def _search(args: argparse.Namespace) -> int:
     meta.pop("spec", None)
     meta.pop("early_exit", None)
     meta["search"] = {"tolerance": args.tolerance, "values": result.values, "val_accuracy": result.accuracy}
+    if model.config.mode == "hybrid":
+        meta["search"]["taus"] = model.thresholds.tolist()
     save_early_exit(args.out or args.model, model, spec, meta)
     return 0
 
@@ -165,7 +180,7 @@ def _eval(args: argparse.Namespace) -> int:
                     model.backbone(xs[i : i + args.batch_size])
 
         result["throughput_skipping"] = throughput(
-            lambda: skipping_forward(model, xs, args.batch_size), n, repeats=3
+            lambda: skipping_forward(model, xs, args.batch_size, rebatch=args.rebatch), n, repeats=3
         )["items_per_s"]
         result["throughput_backbone"] = throughput(plain, n, repeats=3)["items_per_s"]
     if args.json:

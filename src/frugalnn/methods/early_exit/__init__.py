@@ -1,4 +1,6 @@
-"""Class-exclusion early exit (Wang et al., AICAS 2024, arXiv 2309.13443) and the confidence baseline.
+"""Class-exclusion early exit (Wang et al., AICAS 2024, arXiv 2309.13443), the confidence baseline, and
+a hybrid of both (``mode="hybrid"``, our extension: exclusion plus a confidence exit over the classes
+that remain).
 
     model, record = attach_exits(backbone, Config(exits=("blocks.0", "blocks.1")))
     train_heads(model, data)                          # heads on the frozen backbone (loss.py)
@@ -19,7 +21,15 @@ from .config import Config
 from .heads import EarlyExitModel, ExitHead, default_exits, load_early_exit, save_early_exit
 from .inference import InferenceResult, infer_single, prepare_cpu_inference, skipping_forward, summarize
 from .loss import exit_loss, pooled_features, train_heads, train_joint
-from .search import Outputs, SearchResult, collect_outputs, search_betas, search_thresholds, simulate
+from .search import (
+    Outputs,
+    SearchResult,
+    collect_outputs,
+    search_betas,
+    search_hybrid,
+    search_thresholds,
+    simulate,
+)
 
 __all__ = [
     "Config",
@@ -40,6 +50,7 @@ __all__ = [
     "save_early_exit",
     "search",
     "search_betas",
+    "search_hybrid",
     "search_thresholds",
     "simulate",
     "skipping_forward",
@@ -68,6 +79,10 @@ def search(
     if model.config.mode == "exclusion":
         result = search_betas(model, outs, tolerance)
         model.set_betas(result.values)
+    elif model.config.mode == "hybrid":  # ours: β and τ together (search_hybrid)
+        result, taus = search_hybrid(model, outs, tolerance)
+        model.set_betas(result.values)
+        model.set_thresholds(taus)
     else:
         result = search_thresholds(model, outs, tolerance)
         model.set_thresholds(result.values)

@@ -8,7 +8,7 @@ from typing import Any
 
 from frugalnn.errors import ConfigError
 
-MODES = ("exclusion", "confidence")
+MODES = ("exclusion", "confidence", "hybrid")
 RULES = ("ratio", "absolute")
 
 
@@ -19,11 +19,15 @@ class Config:
     exits: names of child modules of the backbone after which a head attaches (e.g. ``blocks.0``,
         ``layer1``, ``layer2.1``); None = after every stage but the last (see heads.default_exits).
     mode: ``exclusion`` — sigmoid heads that remove classes (the paper); ``confidence`` — softmax heads,
-        a sample leaves when its top probability passes the exit's threshold (the baseline of Sec. IV).
+        a sample leaves when its top probability passes the exit's threshold (the baseline of Sec. IV);
+        ``hybrid`` — our extension, not in the paper: the exclusion heads and rule, and in addition a
+        sample leaves when the softmax over its *remaining* classes' logits has a maximum above the
+        exit's threshold τ_i (τ = 1 everywhere gives back the paper's rule exactly).
     rule: exclusion test at exit i with s = sigmoid(z_i): ``ratio`` keeps class c if s_c > β_i · max(s)
         (paper Eq. 2); ``absolute`` keeps c if s_c > β_i. The top remaining class always stays.
     betas: β_i per exit in [0, 1]; None = all 0, i.e. no class is ever excluded until searched.
-    thresholds: confidence threshold per exit in [0, 1]; None = all 1.0, i.e. nobody leaves early.
+    thresholds: confidence threshold per exit in [0, 1] (confidence and hybrid modes); None = all 1.0,
+        i.e. nobody leaves on confidence.
     head_pool: output side of the head's adaptive average pool; 1 is the paper's global average pool.
     pos_weight: positive-class weight of the heads' BCE (EECE code: 36 on CIFAR-10, 396 on CIFAR-100,
         i.e. 4·(K−1)); None = 4·(K−1).

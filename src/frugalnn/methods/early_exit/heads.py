@@ -106,6 +106,8 @@ class EarlyExitModel(nn.Module):
         channels, num_classes, self.segment_macs = self._trace(config.input_shape)
         self.num_classes = num_classes
         self.heads = nn.ModuleList(ExitHead(c, num_classes, config.head_pool) for c in channels)
+        # MAC widths of the heads (pool → linear, paper Sec. III-A): one list read by every MAC count
+        self.head_in_features = [h.fc.in_features for h in self.heads]
         n = len(exits)
         config.validate(n)
         self.register_buffer("betas", torch.tensor(config.betas or (0.0,) * n, dtype=torch.float32))
@@ -160,7 +162,7 @@ class EarlyExitModel(nn.Module):
 
     def head_macs(self, exit_index: int, classes: int | None = None) -> int:
         """MACs of one head for a sample with ``classes`` candidate classes (default all K)."""
-        return self.heads[exit_index].fc.in_features * (self.num_classes if classes is None else classes)
+        return self.head_in_features[exit_index] * (self.num_classes if classes is None else classes)
 
     def set_betas(self, values: Any) -> None:
         values = [float(v) for v in values]
@@ -199,7 +201,7 @@ class EarlyExitModel(nn.Module):
             rows.append(
                 {
                     "exit": name,
-                    "head_in_features": self.heads[i].fc.in_features,
+                    "head_in_features": self.head_in_features[i],
                     "backbone_macs_to_here": cum,
                     "head_macs_all_classes": self.head_macs(i),
                 }

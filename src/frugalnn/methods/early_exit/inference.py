@@ -5,7 +5,9 @@ Class exclusion at exit i (paper Sec. III-B, Eq. 2) with s = sigmoid(z_i): class
 s_c > β_i · max_{remaining} s (``ratio``) or s_c > β_i (``absolute``); the top remaining class always
 stays; an excluded class never returns; a sample with one class left stops and outputs it. A sample
 that reaches the end gets the final classifier's argmax over its remaining classes.
-Confidence baseline: a sample leaves at exit i when max softmax(z_i) > τ_i.
+Confidence baseline: a sample leaves at exit i when max softmax(z_i) > τ_i. Hybrid (our extension,
+not in the paper): class exclusion, and a sample also leaves when the softmax over its remaining
+classes' logits passes τ_i.
 
 MACs per image follow the paper's batch-size-1 accounting: backbone segments run, plus every head
 run, a head costing in_features × (classes still remaining); the final classifier is counted in full.
@@ -33,12 +35,20 @@ class InferenceResult:
     scores: torch.Tensor  # (N, K) head or final logits, excluded classes set to MASKED
 
 
-def exit_enabled(model: EarlyExitModel, i: int, value: float | None = None) -> bool:
-    """An exit with β = 0 (exclusion) or threshold ≥ 1 (confidence) can change nothing: it is skipped,
-    head included, so it costs no MACs."""
-    if model.config.mode == "exclusion":
-        return (float(model.betas[i]) if value is None else value) > 0.0
-    return (float(model.thresholds[i]) if value is None else value) < 1.0
+def enabled(mode: str, beta: float, tau: float) -> bool:
+    """An exit that can change nothing is skipped, head included, so it costs no MACs: β = 0
+    (exclusion), threshold ≥ 1 (confidence), both (hybrid)."""
+    if mode == "exclusion":
+        return beta > 0.0
+    if mode == "confidence":
+        return tau < 1.0
+    return beta > 0.0 or tau < 1.0
+
+
+def exit_enabled(model: EarlyExitModel, i: int, beta: float | None = None, tau: float | None = None) -> bool:
+    beta = float(model.betas[i]) if beta is None else beta
+    tau = float(model.thresholds[i]) if tau is None else tau
+    return enabled(model.config.mode, beta, tau)
 
 
 def exclusion_step(logits: torch.Tensor, alive: torch.Tensor, beta: float, rule: str) -> torch.Tensor:
@@ -59,28 +69,60 @@ def confidence_step(logits: torch.Tensor, threshold: float) -> tuple[torch.Tenso
     return conf > threshold, pred
 
 
+def decide(
+    mode: str, logits: torch.Tensor, alive: torch.Tensor, beta: float, tau: float, rule: str
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """One exit's decision for a batch -> (remaining classes, leaves now, class if it leaves).
+
+    exclusion (paper Sec. III-B): leave when one class remains. confidence (the baseline): leave when
+    max softmax > τ. hybrid (ours, not in the paper): exclusion first, then also leave when the softmax
+    over the *remaining* classes' logits passes τ; exclusion sharpens it by removing rivals. With τ = 1
+    a softmax never exceeds τ, so the hybrid is the paper's rule exactly.
+    """
+    if mode == "confidence":
+        leaves, choice = confidence_step(logits, tau)
+        return alive, leaves, choice
+    alive = exclusion_step(logits, alive, beta, rule)
+    single = alive.sum(1) == 1
+    if mode == "exclusion" or tau >= 1.0:
+        return alive, single, alive.to(torch.uint8).argmax(1)
+    conf, choice = torch.softmax(logits.masked_fill(~alive, MASKED), 1).max(1)
+    return alive, single | (conf > tau), choice  # one class left: softmax picks it with p = 1
+
+
 @torch.no_grad()
 def skipping_forward(
-    model: EarlyExitModel, x: torch.Tensor, batch_size: int | None = None
+    model: EarlyExitModel, x: torch.Tensor, batch_size: int | None = None, rebatch: bool = False
 ) -> InferenceResult:
-    """Batched early-exit inference; samples that left are removed from the batch before the next segment."""
-    if batch_size is not None and len(x) > batch_size:
-        parts = [skipping_forward(model, x[i : i + batch_size]) for i in range(0, len(x), batch_size)]
-        return InferenceResult(
-            *(torch.cat([getattr(p, f) for p in parts]) for f in InferenceResult.__dataclass_fields__)
-        )
+    """Batched early-exit inference; samples that left are removed before the next segment.
+
+    ``batch_size``: images per backbone call (None = all of ``x`` at once). By default each batch goes
+    through the network alone and shrinks as samples leave. ``rebatch=True`` streams instead: the
+    survivors of a segment wait in a queue until ``batch_size`` of them are there, so every segment
+    runs on full batches (small late batches are less efficient) while a batch's features are still
+    in cache (re-batching a whole data set stage by stage spills them to memory).
+    """
+    bs = batch_size or max(1, len(x))
     was = model.training
     model.eval()
     try:
-        return _skip(model, x)
+        if len(x) == 0:
+            return _skip(model, x)
+        if rebatch:
+            return _Stream(model, len(x), bs).run(x)
+        parts = [_skip(model, x[i : i + bs]) for i in range(0, len(x), bs)]
     finally:
         model.train(was)
+    if len(parts) == 1:
+        return parts[0]
+    return InferenceResult(
+        *(torch.cat([getattr(p, f) for p in parts]) for f in InferenceResult.__dataclass_fields__)
+    )
 
 
 def _skip(model: EarlyExitModel, x: torch.Tensor) -> InferenceResult:
     n, k, e = len(x), model.num_classes, model.num_exits
-    exclusion = model.config.mode == "exclusion"
-    rule = model.config.rule
+    mode, rule = model.config.mode, model.config.rule
     betas, taus = model.betas.tolist(), model.thresholds.tolist()
     pred = torch.zeros(n, dtype=torch.long)
     exit_index = torch.full((n,), e, dtype=torch.long)
@@ -93,24 +135,19 @@ def _skip(model: EarlyExitModel, x: torch.Tensor) -> InferenceResult:
     for i in range(e):
         h = run_units(model.segments[i], h)
         spent += model.segment_macs[i]
-        if not exit_enabled(model, i):
-            continue  # a switched-off exit (β = 0 / threshold 1) costs nothing
-        z = model.heads[i](h)  # all K logits: a (C × K) matmul is noise next to a conv stage
-        if exclusion:
-            spent += model.heads[i].fc.in_features * alive.sum(1)
-            alive = exclusion_step(z, alive, betas[i], rule)
-            done = alive.sum(1) == 1
-            choice = alive.to(torch.uint8).argmax(1)
-        else:
-            spent += model.head_macs(i)
-            done, choice = confidence_step(z, taus[i])
+        if not exit_enabled(model, i, betas[i], taus[i]):
+            continue  # a switched-off exit costs nothing
+        z = model.heads[i](h)  # all K logits: a (C × K) matmul is noise here
+        # MACs: a head computes only the remaining classes' logits (confidence: all K)
+        spent += model.head_in_features[i] * (alive.sum(1) if mode != "confidence" else k)
+        alive, done, choice = decide(mode, z, alive, betas[i], taus[i], rule)
         if not bool(done.any()):
             continue
         left = idx[done]
         pred[left] = choice[done]
         exit_index[left] = i
         macs[left] = spent[done]
-        scores[left] = z[done].masked_fill(~alive[done], MASKED) if exclusion else z[done]
+        scores[left] = z[done].masked_fill(~alive[done], MASKED)
         stay = (~done).nonzero().squeeze(1)
         if len(stay) == 0:
             return InferenceResult(pred, exit_index, macs, scores)
@@ -124,13 +161,78 @@ def _skip(model: EarlyExitModel, x: torch.Tensor) -> InferenceResult:
     return InferenceResult(pred, exit_index, macs, scores)
 
 
+class _Stream:
+    """Re-batching skipping forward: a queue in front of every segment after the first; a segment runs
+    as soon as its queue holds a full batch, and the queues are drained in network order at the end.
+    Leavers are collected per step and written into the result once at the end (fewer small ops)."""
+
+    def __init__(self, model: EarlyExitModel, n: int, bs: int):
+        self.model, self.bs, self.n = model, bs, n
+        self.mode, self.rule = model.config.mode, model.config.rule
+        self.betas, self.taus = model.betas.tolist(), model.thresholds.tolist()
+        self.enabled = [exit_enabled(model, i, self.betas[i], self.taus[i]) for i in range(model.num_exits)]
+        self.left: list[tuple[torch.Tensor, ...]] = []  # (sample, class, exit, MACs, scores) per step
+        self.queues: list[list[tuple[torch.Tensor, ...]]] = [[] for _ in range(model.num_exits + 1)]
+
+    def run(self, x: torch.Tensor) -> InferenceResult:
+        k = self.model.num_classes
+        for i in range(0, len(x), self.bs):
+            m = len(x[i : i + self.bs])
+            alive = torch.ones(m, k, dtype=torch.bool)
+            self._stage(
+                0, x[i : i + self.bs], torch.arange(i, i + m), alive, torch.zeros(m, dtype=torch.long)
+            )
+        for j in range(1, len(self.queues)):  # drain: partial batches, in network order
+            while self.queues[j]:
+                self._stage(j, *self._pop(j))
+        idx, pred, exit_index, macs, scores = (torch.cat(t) for t in zip(*self.left))
+        out = InferenceResult(
+            torch.zeros(self.n, dtype=torch.long),
+            torch.zeros(self.n, dtype=torch.long),
+            torch.zeros(self.n, dtype=torch.long),
+            torch.zeros(self.n, k),
+        )
+        out.pred[idx], out.exit_index[idx], out.macs[idx], out.scores[idx] = pred, exit_index, macs, scores
+        return out
+
+    def _pop(self, j: int) -> tuple[torch.Tensor, ...]:
+        parts = self.queues[j]
+        batch = tuple(torch.cat(t) if len(parts) > 1 else t[0] for t in zip(*parts))
+        self.queues[j] = [tuple(t[self.bs :] for t in batch)] if len(batch[1]) > self.bs else []
+        return tuple(t[: self.bs] for t in batch)
+
+    def _stage(
+        self, i: int, h: torch.Tensor, idx: torch.Tensor, alive: torch.Tensor, spent: torch.Tensor
+    ) -> None:
+        model = self.model
+        h = run_units(model.segments[i], h)
+        spent = spent + model.segment_macs[i]
+        if i == model.num_exits:  # the final classifier
+            logits = h.masked_fill(~alive, MASKED)
+            self.left.append((idx, logits.argmax(1), torch.full_like(idx, i), spent, logits))
+            return
+        if self.enabled[i]:
+            z = model.heads[i](h)
+            classes = alive.sum(1) if self.mode != "confidence" else model.num_classes
+            spent = spent + model.head_in_features[i] * classes
+            alive, done, choice = decide(self.mode, z, alive, self.betas[i], self.taus[i], self.rule)
+            if bool(done.any()):
+                out, stay = done.nonzero().squeeze(1), (~done).nonzero().squeeze(1)
+                scores = z[out].masked_fill(~alive[out], MASKED)
+                self.left.append((idx[out], choice[out], torch.full_like(out, i), spent[out], scores))
+                h, idx, alive, spent = h[stay], idx[stay], alive[stay], spent[stay]
+        if len(idx):
+            self.queues[i + 1].append((h, idx, alive, spent))
+            if sum(len(q[1]) for q in self.queues[i + 1]) >= self.bs:
+                self._stage(i + 1, *self._pop(i + 1))
+
+
 @torch.no_grad()
 def infer_single(model: EarlyExitModel, image: torch.Tensor) -> tuple[int, int, int]:
-    """Batch-size-1 latency path -> (class, exit index, MACs). Heads compute only the remaining
-    classes' logits (rows of the head's weight), so their cost really shrinks with the class set."""
+    """Batch-size-1 latency path -> (class, exit index, MACs). Exclusion and hybrid heads compute only
+    the remaining classes' logits (rows of the head's weight), so their cost shrinks with the class set."""
     h = image if image.dim() == 4 else image.unsqueeze(0)
-    exclusion = model.config.mode == "exclusion"
-    rule = model.config.rule
+    mode, rule = model.config.mode, model.config.rule
     remaining = torch.arange(model.num_classes)
     spent = 0
     for i in range(model.num_exits):
@@ -140,22 +242,29 @@ def infer_single(model: EarlyExitModel, image: torch.Tensor) -> tuple[int, int, 
             continue
         head = model.heads[i]
         feat = head.features(h)[0]
-        if exclusion:
-            spent += head.fc.in_features * len(remaining)
-            beta = float(model.betas[i])
-            s = torch.sigmoid(head.fc.weight[remaining] @ feat + head.fc.bias[remaining])
+        tau = float(model.thresholds[i])
+        if mode == "confidence":
+            spent += model.head_macs(i)
+            p = torch.softmax(head.fc(feat), 0)
+            if float(p.max()) > tau:
+                return int(p.argmax()), i, spent
+            continue
+        spent += model.head_in_features[i] * len(remaining)
+        beta = float(model.betas[i])
+        z = head.fc.weight[remaining] @ feat + head.fc.bias[remaining]
+        if beta > 0.0:
+            s = torch.sigmoid(z)
             top = int(s.argmax())
             limit = beta * s[top] if rule == "ratio" else beta
             keep = s > limit
             keep[top] = True
-            remaining = remaining[keep]
-            if len(remaining) == 1:
-                return int(remaining[0]), i, spent
-        else:
-            spent += model.head_macs(i)
-            p = torch.softmax(head.fc(feat), 0)
-            if float(p.max()) > float(model.thresholds[i]):
-                return int(p.argmax()), i, spent
+            remaining, z = remaining[keep], z[keep]
+        if len(remaining) == 1:
+            return int(remaining[0]), i, spent
+        if mode == "hybrid" and tau < 1.0:
+            p = torch.softmax(z, 0)
+            if float(p.max()) > tau:
+                return int(remaining[p.argmax()]), i, spent
     logits = run_units(model.segments[-1], h)[0]
     spent += model.segment_macs[-1]
     return int(remaining[logits[remaining].argmax()]), model.num_exits, spent
@@ -184,6 +293,8 @@ def prepare_cpu_inference(model: nn.Module, example: torch.Tensor) -> nn.Module:
     it, weights in channels-last layout (feed it channels-last inputs). Memory-bound BN and pooling
     passes over large early feature maps cost wall time that MACs do not show; removing them makes
     time track MACs. Use it for the no-exit baseline too when comparing speeds.
+    (Folding a head's pool into its linear layer was tried: one 10-column matmul over the whole map
+    was 2x slower than the pool on these maps, so heads stay as they are.)
     """
     fast = copy.deepcopy(model).eval()
     for parent in list(fast.modules()):

@@ -26,7 +26,7 @@ from .heads import EarlyExitModel, run_units
 
 
 def head_loss(z: torch.Tensor, y: torch.Tensor, mode: str, pos_weight: float) -> torch.Tensor:
-    if mode == "exclusion":
+    if mode != "confidence":  # exclusion and hybrid share the paper's sigmoid heads
         target = F.one_hot(y, z.shape[1]).to(z.dtype)
         weight = torch.full((z.shape[1],), pos_weight, dtype=z.dtype)
         return F.binary_cross_entropy_with_logits(z, target, pos_weight=weight)

@@ -14,7 +14,7 @@ from tqdm.auto import tqdm
 from frugalnn.errors import ConfigError
 
 from .heads import MASKED, EarlyExitModel
-from .inference import InferenceResult, confidence_step, exclusion_step
+from .inference import InferenceResult, decide, enabled
 
 # Thresholds for the confidence baseline, from "nobody leaves" downwards: a fine grid near 1 so that
 # softmax heads, which are often 0.999-confident, get a fair search; then 0.99 … 0.01 in 0.01 steps.
@@ -69,11 +69,22 @@ def collect_outputs(
 
 
 def simulate(
-    model: EarlyExitModel, outs: Outputs, values: list[float], mode: str | None = None
+    model: EarlyExitModel,
+    outs: Outputs,
+    values: list[float],
+    mode: str | None = None,
+    taus: list[float] | None = None,
 ) -> InferenceResult:
-    """The early-exit decision on cached full outputs: the reference the skipping forward must match."""
+    """The early-exit decision on cached full outputs: the reference the skipping forward must match.
+
+    ``values``: β per exit (exclusion, hybrid) or thresholds (confidence); ``taus``: the hybrid's
+    thresholds over the remaining classes (default all 1, i.e. the paper's rule)."""
     mode = mode or model.config.mode
     n, k, e = len(outs.labels), model.num_classes, model.num_exits
+    if mode == "confidence":
+        betas, taus = [0.0] * e, list(values)
+    else:
+        betas, taus = list(values), list(taus) if taus is not None else [1.0] * e
     alive = torch.ones(n, k, dtype=torch.bool)
     active = torch.ones(n, dtype=torch.bool)
     pred = torch.zeros(n, dtype=torch.long)
@@ -81,27 +92,21 @@ def simulate(
     macs = torch.zeros(n, dtype=torch.long)
     scores = torch.full((n, k), MASKED)
     spent = torch.zeros(n, dtype=torch.long)
+    rule = model.config.rule
     for i in range(e):
         spent += model.segment_macs[i] * active
-        if not (values[i] > 0.0 if mode == "exclusion" else values[i] < 1.0):
-            continue  # a switched-off exit (β = 0 / threshold 1) is skipped and costs nothing
+        if not enabled(mode, betas[i], taus[i]):
+            continue  # a switched-off exit is skipped and costs nothing
         z = outs.head_logits[i]
-        if mode == "exclusion":
-            spent += model.heads[i].fc.in_features * alive.sum(1) * active
-            alive = torch.where(
-                active[:, None], exclusion_step(z, alive, values[i], model.config.rule), alive
-            )
-            done = active & (alive.sum(1) == 1)
-            choice = alive.to(torch.uint8).argmax(1)
-            zs = z.masked_fill(~alive, MASKED)
-        else:
-            spent += model.head_macs(i) * active
-            leave, choice = confidence_step(z, values[i])
-            done, zs = active & leave, z
+        classes = alive.sum(1) if mode != "confidence" else k
+        spent += model.head_in_features[i] * classes * active
+        new_alive, leave, choice = decide(mode, z, alive, betas[i], taus[i], rule)
+        alive = torch.where(active[:, None], new_alive, alive)
+        done = active & leave
         pred = torch.where(done, choice, pred)
         exit_index[done] = i
         macs = torch.where(done, spent, macs)
-        scores[done] = zs[done]
+        scores[done] = z[done].masked_fill(~alive[done], MASKED)
         active &= ~done
     final = outs.final_logits.masked_fill(~alive, MASKED)
     pred = torch.where(active, final.argmax(1), pred)
@@ -110,8 +115,10 @@ def simulate(
     return InferenceResult(pred, exit_index, macs, scores)
 
 
-def _score(model: EarlyExitModel, outs: Outputs, values: list[float], mode: str) -> tuple[float, float]:
-    r = simulate(model, outs, values, mode)
+def _score(
+    model: EarlyExitModel, outs: Outputs, values: list[float], mode: str, taus: list[float] | None = None
+) -> tuple[float, float]:
+    r = simulate(model, outs, values, mode, taus)
     return float((r.pred == outs.labels).double().mean()), float(r.macs.double().mean())
 
 
@@ -194,3 +201,67 @@ def search_thresholds(
         cfg.backoff_steps if backoff is None else backoff,
         "confidence",
     )
+
+
+def search_hybrid(
+    model: EarlyExitModel,
+    outs: Outputs,
+    tolerance: float | None = None,
+    step: float | None = None,
+    backoff: int | None = None,
+) -> tuple[SearchResult, list[float]]:
+    """β and τ per exit for the hybrid rule (ours), searched together, exit by exit, with the same
+    tolerance rule -> (result with the β values, τ values).
+
+    For each τ on the confidence grid, walking down from 1 (τ = 1 is the paper's rule), β is found by
+    the paper's walk (raise from ``step`` while validation accuracy ≥ baseline − tolerance, back off
+    two steps; 0 if even ``step`` breaks it). The τ walk ends at the first τ where even β = 0 breaks
+    the tolerance, and the last ``backoff`` τ values before it are dropped, as the β walk backs off.
+    Of the remaining (β, τ) pairs that keep the tolerance the cheapest on validation MACs is kept.
+    """
+    cfg = model.config
+    tolerance = cfg.tolerance if tolerance is None else tolerance
+    step = cfg.step if step is None else step
+    backoff = cfg.backoff_steps if backoff is None else backoff
+    if len(outs.labels) == 0:
+        raise ConfigError("the validation set is empty; the search needs labelled samples (val_size > 0)")
+    if not 0.0 <= tolerance < 1.0:
+        raise ConfigError(f"tolerance must lie in [0, 1) (0.005 = 0.5 point), got {tolerance}")
+    if not 0.0 < step < 1.0:
+        raise ConfigError(f"step must lie in (0, 1), got {step}")
+    beta_grid = [round(step * j, 6) for j in range(1, int(0.99 / step + 1e-9) + 1)]
+    tau_grid = [1.0, *CONFIDENCE_GRID]
+    baseline = float((outs.final_logits.argmax(1) == outs.labels).double().mean())
+    floor = baseline - tolerance - 1e-12
+    betas, taus = [0.0] * model.num_exits, [1.0] * model.num_exits
+    trace = []
+    for i in range(model.num_exits):
+        candidates: list[tuple[float, int, float, float]] = []  # (MACs, τ index, β, τ)
+        stop = len(tau_grid)
+        for t_idx, tau in enumerate(tau_grid):
+            taus[i] = tau
+            failed_at = None
+            for j, beta in enumerate(beta_grid):
+                betas[i] = beta
+                if _score(model, outs, betas, "hybrid", taus)[0] < floor:
+                    failed_at = j
+                    break
+            if failed_at is None:
+                betas[i] = beta_grid[-1]
+            else:
+                betas[i] = 0.0 if failed_at == 0 else beta_grid[max(0, failed_at - backoff)]
+            acc, macs = _score(model, outs, betas, "hybrid", taus)
+            trace.append({"exit": i, "beta": betas[i], "tau": tau, "accuracy": acc, "macs_per_image": macs})
+            if acc < floor and betas[i] == 0.0:
+                stop = t_idx
+                break
+            if acc >= floor:
+                candidates.append((macs, t_idx, betas[i], tau))
+        if stop < len(tau_grid):  # back off from the τ that broke the tolerance (τ = 1 always stays)
+            candidates = [c for c in candidates if c[1] <= max(0, stop - backoff) or c[1] == 0]
+        if candidates:
+            _, _, betas[i], taus[i] = min(candidates)
+        else:
+            betas[i], taus[i] = 0.0, 1.0
+    acc, macs = _score(model, outs, betas, "hybrid", taus)
+    return SearchResult(betas, baseline, baseline - tolerance, acc, macs, trace), taus
