@@ -70,8 +70,16 @@ def report() -> int:
 
     best: dict[tuple[str, float], dict] = {}
     for path in sorted(RESULTS.glob("basis_sharing_ppl*.json")):
+        record = json.loads(path.read_text())
+        suffix = " (bf16 calibration)" if "calib_dtype=bfloat16" in record["config"].get("set", []) else ""
+        for row in record["results"]:
+            name = row["config_name"] + suffix
+            best[(name, row["ratio"])] = {**row, "config_name": name, "file": path.name}
+    for path in sorted(RESULTS.glob("basis_sharing_recovery*.json")):  # refit + LoRA (the CLI default)
         for row in json.loads(path.read_text())["results"]:
-            best[(row["config_name"], row["ratio"])] = {**row, "file": path.name}
+            if row.get("lora_lr") == 1e-4:
+                name = f"{row['config_name']}+lora"
+                best[(name, row["ratio"])] = {**row, "config_name": name, "file": path.name}
     rows = sorted(best.values(), key=lambda r: (r["config_name"] != "dense", r["config_name"], r["ratio"]))
     table = [
         {

@@ -59,6 +59,12 @@ def test_cli_compress_eval_info(tmp_path, smol_tokenizer, capsys):
     assert main(args) == 0
     record = json.loads((out / "frugalnn_compress_record.json").read_text())
     assert 0.25 < record["ratio_achieved"] < 0.45 and record["params_after"] < record["params_before"]
+    # our configuration is the default for basis-sharing: per-layer refit + one LoRA epoch
+    assert record["config"]["refit"] and record["config"]["lora_epochs"] == 1 and record["lora"]["steps"] == 1
+    ref_out = tmp_path / "bs-ref"
+    assert main(args[:-1] + [str(ref_out), "--reference"]) == 0
+    ref = json.loads((ref_out / "frugalnn_compress_record.json").read_text())
+    assert not ref["config"]["refit"] and ref["config"]["lora_epochs"] == 0 and "lora" not in ref
     assert (out / "frugalnn_compression.json").is_file()
     assert (
         main(

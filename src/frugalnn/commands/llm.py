@@ -55,8 +55,23 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="calibration inputs from the dense model (reference) or the compressed layers before",
     )
     c.add_argument("--allocation", choices=("uniform", "loss"), default="uniform", help="rank allocation")
-    c.add_argument("--refit", action="store_true", help="refit shared-basis coefficients per layer")
-    c.add_argument("--lora-epochs", type=int, default=0, help="LoRA recovery epochs on the calibration text")
+    c.add_argument(
+        "--refit",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="refit shared-basis coefficients per layer (default: on for basis-sharing)",
+    )
+    c.add_argument(
+        "--lora-epochs",
+        type=int,
+        default=None,
+        help="LoRA recovery epochs on the calibration text (default: 1 for basis-sharing, 0 for the baselines)",
+    )
+    c.add_argument(
+        "--reference",
+        action="store_true",
+        help="the paper's settings exactly (no refit, no LoRA): reproduces the reference perplexities",
+    )
     c.add_argument("--lora-lr", type=float, default=1e-4, help="LoRA learning rate (default 1e-4)")
     c.add_argument(
         "--calib-dtype",
@@ -105,8 +120,12 @@ def cmd_compress(args: argparse.Namespace) -> int:
     out = Path(args.out)
     if out.exists():
         raise ConfigError(f"output folder {out} already exists; choose another --out or remove it")
-    if args.lora_epochs < 0:
-        raise ConfigError(f"--lora-epochs must be 0 or more, got {args.lora_epochs}")
+    # our configuration (docs/basis_sharing.md): refit + one LoRA epoch beat both reference columns
+    ours = args.method == "basis-sharing" and not args.reference
+    refit = ours if args.refit is None else args.refit
+    lora_epochs = (1 if ours else 0) if args.lora_epochs is None else args.lora_epochs
+    if lora_epochs < 0:
+        raise ConfigError(f"--lora-epochs must be 0 or more, got {lora_epochs}")
     set_threads(args.threads)
     config = Config(
         ratio=args.ratio,
@@ -115,8 +134,8 @@ def cmd_compress(args: argparse.Namespace) -> int:
         share=tuple(args.share) if args.share else None,
         propagate=args.propagate,
         allocation=args.allocation,
-        refit=args.refit,
-        lora_epochs=args.lora_epochs,
+        refit=refit,
+        lora_epochs=lora_epochs,
         lora_lr=args.lora_lr,
         calib_dtype=args.calib_dtype,
     ).validate()  # fail on impossible combinations before loading the model
