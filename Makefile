@@ -45,10 +45,12 @@ bench: setup assets tools
 	$(BENCH) bench/bench_class_pruning.py merge
 	$(BENCH) bench/bench_class_pruning.py widths
 	$(BENCH) bench/bench_basis_sharing.py --what ppl
-	$(BENCH) bench/bench_basis_sharing.py --what time
+	$(BENCH) bench/bench_basis_sharing.py --what time --threads 2 --set calib_dtype=bfloat16 --tag bf16_2threads
+	$(BENCH) bench/bench_basis_sharing_recovery.py --ratios 0.2 0.3 0.4 0.5
 	$(BENCH) bench/bench_basis_sharing.py --what throughput
 	$(BENCH) bench/bench_basis_sharing.py --what report
 	$(BENCH) bench/bench_livemind.py latency
+	$(BENCH) bench/bench_livemind.py latency --answer-mode choice --answer-format ""
 	$(BENCH) bench/bench_livemind.py steps
 
 lint: setup
