@@ -19,7 +19,7 @@ from frugalnn.core.assets import cache_dir
 from frugalnn.core.data import load_fashion_mnist
 from frugalnn.core.report import make_record, markdown_table, write_markdown, write_record
 from frugalnn.core.zoo import load_pretrained
-from frugalnn.experiments.class_pruning import FULL_BUDGET, VARIANTS, run_one, speed, write_report
+from frugalnn.experiments.class_pruning import BUDGETS, FULL_BUDGET, VARIANTS, run_one, speed, write_report
 from frugalnn.methods.class_pruning import load_pruned
 
 RESULTS = Path(__file__).resolve().parent.parent / "docs" / "results"
@@ -36,12 +36,15 @@ def _rows(path: Path) -> list[dict]:
     return json.loads(path.read_text())["results"]["rows"] if path.exists() else []
 
 
-def _grid_rows() -> list[dict]:
-    """Rows of every per-tag grid file (class_pruning_<tag>.json; not the throughput / widths ones)."""
+def _grid_rows(tags: list[str] | None = None) -> list[dict]:
+    """Rows of the per-tag grid files class_pruning_<tag>.json (every tag when None; never the throughput /
+    widths files). Tags differ in starting model and budget, so merge one comparable set at a time."""
     files = [
         p
         for p in sorted(RESULTS.glob("class_pruning_*.json"))
-        if not p.stem.endswith(("throughput", "widths"))
+        if "throughput" not in p.stem
+        and "widths" not in p.stem
+        and (tags is None or p.stem.removeprefix("class_pruning_") in tags)
     ]
     return [r for p in files for r in _rows(p)]
 
@@ -51,7 +54,11 @@ def grid(args: argparse.Namespace) -> None:
     path = RESULTS / f"class_pruning_{args.tag}.json" if args.tag else GRID_JSON
     rows = _rows(path)
     done = {_key(r) for r in rows}
-    config = {"budget": FULL_BUDGET, "threads": 1, "equal_budget": True}
+    budget = {**BUDGETS[args.budget]}
+    if args.distill is not None:
+        budget["distill_weight"] = args.distill
+    save_dir = SAVE_DIR / args.tag if args.tag else SAVE_DIR
+    config = {"budget": budget, "budget_name": args.budget, "threads": 1, "equal_budget": True}
     for seed in args.seeds:
         for target in args.targets:
             for model in args.models:
@@ -62,9 +69,10 @@ def grid(args: argparse.Namespace) -> None:
                     print(f"== {key}", flush=True)
                     base = SAVE_DIR / f"base-{model}" if args.base == "snapshot" else None
                     row = run_one(
-                        model, method, target, seed, data, FULL_BUDGET, SAVE_DIR, True, args.round_to, base
+                        model, method, target, seed, data, budget, save_dir, True, args.round_to, base
                     )
                     row["base"] = str(base or "zoo")
+                    row["budget"] = budget
                     rows.append(row)
                     print(
                         f"   test {row['test_accuracy']:.4f} (dense {row['dense_test_accuracy']:.4f}, "
@@ -82,14 +90,14 @@ def grid(args: argparse.Namespace) -> None:
 
 
 def merge(args: argparse.Namespace) -> None:
-    """Join the per-tag grids into class_pruning.json / .md / plots."""
-    rows = _grid_rows()
+    """Join the per-tag grids (--tags) into class_pruning.json / .md / plots."""
+    rows = _grid_rows(args.tags)
     report = write_report(RESULTS, rows)
     config = {
         "budget": FULL_BUDGET,
         "threads": 1,
         "equal_budget": True,
-        "merged_from": "class_pruning_<tag>.json",
+        "merged_from": [f"class_pruning_{t}.json" for t in args.tags],
     }
     data = load_fashion_mnist(seed=0)
     record = make_record(
@@ -105,7 +113,7 @@ def merge(args: argparse.Namespace) -> None:
 
 def speed_bench(args: argparse.Namespace) -> None:
     """Throughput of every saved pruned model against its dense baseline, batch 64, 1 thread."""
-    rows = _grid_rows()
+    rows = _grid_rows(args.tags)
     x = torch.randn(args.batch, 1, 28, 28)
     out = json.loads(SPEED_JSON.read_text())["results"] if SPEED_JSON.exists() else []
     measured_keys = {_key(r) for r in out}
@@ -160,6 +168,8 @@ def widths(args: argparse.Namespace) -> None:
     widths only) for round_to 1 / 4 / 8, so the effect of CPU-friendly channel counts shows."""
     import copy
 
+    from torch.fx.experimental.optimization import fuse
+
     from frugalnn.core.measure import count_macs
     from frugalnn.errors import ConfigError
     from frugalnn.methods.class_pruning import ChannelGraph, MacModel, l1_scores, prune_channels
@@ -183,7 +193,10 @@ def widths(args: argparse.Namespace) -> None:
                     continue
                 pruned = prune_channels(copy.deepcopy(dense), x[:1], removals)
                 macs = count_macs(pruned, x[:1])
-                ips = speed({"dense": dense, "pruned": pruned}, x, rounds=args.rounds)
+                timed = {"dense": dense, "pruned": pruned}
+                if args.fold_bn:  # deployment form: BN folded into the conv before it (both models alike)
+                    timed = {k: fuse(copy.deepcopy(m).eval()) for k, m in timed.items()}
+                ips = speed(timed, x, rounds=args.rounds)
                 row = {
                     "model": model_name, "keep_target": keep, "round_to": round_to,
                     "mac_reduction": 1 - macs / dense_macs, "dense_img_per_s": ips["dense"],
@@ -198,11 +211,14 @@ def widths(args: argparse.Namespace) -> None:
                     f"speedup {row['speedup']:.2f}x of {row['mac_promise']:.2f}x ({row['share_of_promise']:.0%})",
                     flush=True,
                 )
-                config = {"batch": args.batch, "threads": 1, "rounds": args.rounds, "pruner": "l1-uniform"}
+                config = {
+                    "batch": args.batch, "threads": 1, "rounds": args.rounds, "pruner": "l1-uniform",
+                    "fold_bn": args.fold_bn, "torch": torch.__version__,
+                }  # fmt: skip
                 record = make_record("class_pruning_widths", config=config, seed=None, data=None, results=out)
-                write_record(RESULTS / "class_pruning_widths.json", record)
+                write_record(RESULTS / f"{args.stem}.json", record)
     cols = ["model", "keep_target", "round_to", "mac_reduction", "speedup", "mac_promise", "share_of_promise"]
-    write_markdown(RESULTS / "class_pruning_widths.md", markdown_table(out, cols, digits=2))
+    write_markdown(RESULTS / f"{args.stem}.md", markdown_table(out, cols, digits=2))
     print(markdown_table(out, cols, digits=2))
 
 
@@ -220,16 +236,26 @@ def main() -> None:
     g.add_argument("--seeds", nargs="+", type=int, default=[0])
     g.add_argument("--round-to", type=int, default=4)
     g.add_argument("--tag", default="", help="write docs/results/class_pruning_TAG.json (parallel runs)")
-    sub.add_parser("merge")
+    g.add_argument(
+        "--budget", choices=sorted(BUDGETS), default="full", help="full: 700 steps; long: 1,400 + KD"
+    )
+    g.add_argument("--distill", type=float, default=None, help="override the budget's distill_weight")
+    m = sub.add_parser("merge")
+    m.add_argument(
+        "--tags", nargs="+", default=["resnet20", "vgg-small"], help="session 1: the snapshot grids"
+    )
     w = sub.add_parser("widths")
     w.add_argument("--models", nargs="+", default=["resnet20", "vgg-small"])
     w.add_argument("--keeps", nargs="+", type=float, default=[0.4, 0.2, 0.1])
     w.add_argument("--round-tos", nargs="+", type=int, default=[1, 4, 8])
     w.add_argument("--batch", type=int, default=64)
     w.add_argument("--rounds", type=int, default=3)
+    w.add_argument("--stem", default="class_pruning_widths", help="docs/results/STEM.json / .md")
+    w.add_argument("--fold-bn", action="store_true", help="fold BN into the convs (torch.fx) before timing")
     s = sub.add_parser("speed")
     s.add_argument("--batch", type=int, default=64)
     s.add_argument("--rounds", type=int, default=3)
+    s.add_argument("--tags", nargs="+", default=None, help="grid files to measure (default: all)")
     args = p.parse_args()
     RESULTS.mkdir(parents=True, exist_ok=True)
     {"grid": grid, "speed": speed_bench, "merge": merge, "widths": widths}[args.phase](args)

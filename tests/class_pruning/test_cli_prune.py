@@ -25,6 +25,7 @@ def test_prune_command_writes_a_loadable_thinner_checkpoint(tmp_path, capsys) ->
     out = tmp_path / "pruned"
     args = ["prune", "--method", "taylor", "--model", str(tmp_path / "dense"), "--data", "digits"]
     args += ["--target-flops", "0.5", "--iterations", "1", "--pretrain-steps", "0", "--finetune-steps", "1"]
+    args += ["--distill-weight", "0.5"]
     assert main([*args, "--final-steps", "1", "--out", str(out)]) == 0
     printed = capsys.readouterr().out
     assert "| layer3.2.conv2 | Conv2d |" in printed and "MACs after" in printed
@@ -32,6 +33,7 @@ def test_prune_command_writes_a_loadable_thinner_checkpoint(tmp_path, capsys) ->
     x = torch.zeros(1, 1, 8, 8)
     assert count_macs(model, x) == meta["prune"]["macs"] <= 0.5 * count_macs(dense, x)
     assert (out / "layers.md").exists() and (out / "prune_record.json").exists()
+    assert meta["prune"]["config"]["distill_weight"] == 0.5
 
 
 def test_prune_command_bad_input(tmp_path, capsys) -> None:

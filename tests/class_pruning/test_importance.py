@@ -90,3 +90,16 @@ def test_orthogonality_distance_matches_loops() -> None:
                     target = 1.0 if (o1 == o2 and dy == 0 and dx == 0) else 0.0
                     total += (s - target) ** 2
     assert abs(float(orth_distance(k)) - np.sqrt(total)) < 1e-9
+
+
+def test_relative_threshold_is_a_multiple_of_the_layer_mean() -> None:
+    model, x, y = _tiny()
+    terms = [_per_image_terms(model, x[i], y[i]) for i in range(len(x))]
+    got = class_aware_scores(model, x, y, num_classes=3, per_class=100, relative_threshold=0.7)
+    for layer, name in enumerate(("c1", "c2")):
+        tau = 0.7 * np.mean(np.abs(np.stack([t[layer] for t in terms])))  # the layer's mean |a·∂L/∂a|
+        total = sum(
+            np.mean([np.abs(terms[i][layer]) > tau for i in range(len(x)) if int(y[i]) == k], axis=0)
+            for k in range(3)
+        )
+        np.testing.assert_allclose(got.score[name].numpy(), total.reshape(len(total), -1).max(1), atol=1e-6)

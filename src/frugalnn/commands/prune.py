@@ -45,6 +45,19 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--orth-weight", type=float, default=0.01, help="orthogonality regulariser (class-aware)")
     p.add_argument("--l1-weight", type=float, default=0.0, help="L1 regulariser on parameters (class-aware)")
     p.add_argument("--images-per-class", type=positive_int, default=12)
+    p.add_argument(
+        "--relative-threshold",
+        type=float,
+        default=0.0,
+        help="class-aware: binarise at this multiple of each layer's mean |a*dL/da| (0: the paper's 'non-zero')",
+    )
+    p.add_argument(
+        "--distill-weight",
+        type=float,
+        default=0.0,
+        help="knowledge distillation from the dense model while fine-tuning, in [0, 1] (0: off)",
+    )
+    p.add_argument("--distill-temperature", type=positive_float, default=4.0)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=1, help="torch threads (1 is reliable on 2 cores)")
     p.add_argument("--out", required=True, help="new checkpoint folder")
@@ -107,6 +120,9 @@ def _prune(args: argparse.Namespace) -> int:
         orth_weight=args.orth_weight,
         l1_weight=args.l1_weight,
         images_per_class=args.images_per_class,
+        relative_threshold=args.relative_threshold,
+        distill_weight=args.distill_weight,
+        distill_temperature=args.distill_temperature,
         seed=args.seed,
     )
     config.validate()

@@ -82,14 +82,29 @@ def class_aware_scores(
     per_class: int = 12,
     threshold: float = 1e-50,
     seed: int = 0,
+    relative_threshold: float = 0.0,
 ) -> ClassScores:
-    """Per-class binarised Taylor importance, summed over classes, max over positions (the paper's score)."""
+    """Per-class binarised Taylor importance, summed over classes, max over positions (the paper's score).
+
+    relative_threshold > 0 binarises at max(threshold, relative_threshold · mean |a·∂L/∂a| of that conv
+    over all the scoring images) instead of the absolute "non-zero" threshold: a deviation (see
+    Config.relative_threshold) that lets the count separate filters on a trained network.
+    """
+    terms = {
+        k: _taylor_terms(model, x[idx], y[idx])
+        for k, idx in class_samples(y, num_classes, per_class, seed).items()
+    }
+    names = list(next(iter(terms.values()))) if terms else []
+    tau = dict.fromkeys(names, threshold)
+    if relative_threshold > 0:
+        for n in names:
+            layer_mean = torch.cat([t[n].abs().to(torch.float64).flatten() for t in terms.values()]).mean()
+            tau[n] = max(threshold, relative_threshold * float(layer_mean))
     total: dict[str, torch.Tensor] = {}
     magnitude: dict[str, torch.Tensor] = {}
-    for _, idx in class_samples(y, num_classes, per_class, seed).items():
-        terms = _taylor_terms(model, x[idx], y[idx])
-        for name, t in terms.items():
-            frac = (t.abs() > threshold).to(torch.float64).mean(0)  # (C, H, W): share of the class's images
+    for per_layer in terms.values():
+        for name, t in per_layer.items():
+            frac = (t.abs() > tau[name]).to(torch.float64).mean(0)  # (C, H, W): share of the class's images
             mag = t.abs().to(torch.float64).mean((0, 2, 3))
             total[name] = total[name] + frac if name in total else frac
             magnitude[name] = magnitude[name] + mag if name in magnitude else mag

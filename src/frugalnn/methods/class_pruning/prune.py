@@ -22,6 +22,7 @@ from frugalnn.core.measure import accuracy, count_macs, count_params
 from frugalnn.core.train import TrainConfig, train
 from frugalnn.errors import CheckpointError, ConfigError
 from frugalnn.methods.class_pruning.config import Config
+from frugalnn.methods.class_pruning.distill import make_kd_loss
 from frugalnn.methods.class_pruning.graph import ChannelGraph, MacModel, check_supported, prune_channels
 from frugalnn.methods.class_pruning.importance import class_aware_scores, l1_scores, taylor_scores
 from frugalnn.methods.class_pruning.regularizers import make_regularizer
@@ -125,6 +126,7 @@ def filter_scores(model: nn.Module, config: Config, data: ImageData, seed: int) 
         config.images_per_class,
         config.score_threshold,
         seed,
+        config.relative_threshold,
     )
     return cs.ranking(), cs.score
 
@@ -157,12 +159,13 @@ def _finetune(
     seed: int,
     reg: Callable | None,
     progress: bool,
+    loss_fn: Callable | None = None,
 ) -> None:
     if steps <= 0:
         return
     tc = finetune_config(config, steps, len(data.x_train), seed)
     no_val = replace(data, x_val=data.x_val[:0], y_val=data.y_val[:0])  # we evaluate once per round
-    train(model, no_val, tc, extra_loss=reg, progress=progress, evaluate_test=False)
+    train(model, no_val, tc, extra_loss=reg, loss_fn=loss_fn, progress=progress, evaluate_test=False)
 
 
 def _val(model: nn.Module, data: ImageData, images: int | None) -> float:
@@ -199,13 +202,19 @@ def prune(
         "val_accuracy": _val(model, data, config.val_images),
     }
     reg = make_regularizer(config.orth_weight, config.l1_weight) if config.regularized else None
+    # the teacher is the model as handed in (before any regularised training), frozen
+    kd = (
+        make_kd_loss(copy.deepcopy(model), config.distill_weight, config.distill_temperature)
+        if config.distill_weight > 0
+        else None
+    )
     record: dict[str, Any] = {
         "config": asdict(config), "allocation_used": config.resolved_allocation, "dense": dense, "rounds": [],
         "histogram": None,
     }  # fmt: skip
     train_steps = 0
     if reg is not None and config.pretrain_steps:
-        _finetune(model, data, config, config.pretrain_steps, config.seed * 1000 + 999, reg, progress)
+        _finetune(model, data, config, config.pretrain_steps, config.seed * 1000 + 999, reg, progress, kd)
         train_steps += config.pretrain_steps
     stop = "target reached"
     base_widths = ChannelGraph(model, example).counts()
@@ -232,7 +241,7 @@ def prune(
             record["histogram"] = _histogram(graph, raw, removals, data.num_classes)
         previous = copy.deepcopy(model) if config.max_accuracy_drop is not None else None
         prune_channels(model, example, removals)
-        _finetune(model, data, config, config.finetune_steps, config.seed * 1000 + rnd, reg, progress)
+        _finetune(model, data, config, config.finetune_steps, config.seed * 1000 + rnd, reg, progress, kd)
         train_steps += config.finetune_steps
         row = {
             "round": rnd,
@@ -249,8 +258,8 @@ def prune(
     final_steps = config.final_steps
     if config.equal_budget and reg is None:
         final_steps += config.pretrain_steps  # the steps class-aware spent on regularised pre-training
-    # after the last round nothing is left to prune, so the final fine-tune is plain cross-entropy
-    _finetune(model, data, config, final_steps, config.seed * 1000 + 500, None, progress)
+    # after the last round nothing is left to prune, so the final fine-tune drops the regulariser
+    _finetune(model, data, config, final_steps, config.seed * 1000 + 500, None, progress, kd)
     train_steps += final_steps
     macs = count_macs(model, example)
     record.update(
