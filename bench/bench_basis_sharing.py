@@ -132,6 +132,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--tag", default="", help="suffix of the result file")
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--repeats", type=int, default=7, help="throughput: timed forwards per model")
+    p.add_argument(
+        "--logits",
+        choices=("all", "last"),
+        default="all",
+        help="throughput: logits at every position (a plain forward) or only the last (a generation prefill)",
+    )
     p.add_argument("--held-out", type=int, default=16, help="select: held-out Emma windows scored")
     p.add_argument(
         "--stats-file", default="", help="persist/reuse the dense Gram statistics (dense propagation)"
@@ -242,7 +248,7 @@ def main(argv: list[str] | None = None) -> int:
             for _ in range(args.repeats):  # interleaved, so background load hits every model alike
                 for key, m in models.items():
                     start = time.perf_counter()
-                    m(input_ids=batch, use_cache=False)
+                    m(input_ids=batch, use_cache=False, logits_to_keep=0 if args.logits == "all" else 1)
                     times[key].append(time.perf_counter() - start)
         dense_tps = batch.numel() / statistics.median(times["dense"])
         dense_bytes = decoder_projection_bytes(dense)
