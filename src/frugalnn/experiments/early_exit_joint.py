@@ -23,7 +23,7 @@ import torch
 from frugalnn.core.data import ImageData
 from frugalnn.core.report import line_plot, make_record, markdown_table, write_markdown, write_record
 from frugalnn.core.zoo import load_pretrained
-from frugalnn.experiments.early_exit_report import MAIN_TOLERANCE, add_matched, result_row
+from frugalnn.experiments.early_exit_report import MAIN_TOLERANCE, SWEEP_COLUMNS, add_matched, result_row
 from frugalnn.methods.early_exit import (
     Config,
     EarlyExitModel,
@@ -138,18 +138,7 @@ def write_joint_report(
     )
     for r in results:
         md.append(f"\n## {r['model']}: zoo accuracy {r['no_exit_accuracy']:.4f}; {r['joint']}\n\n")
-        cols = [
-            "method",
-            "tolerance",
-            "values",
-            "taus",
-            "test_accuracy",
-            "accuracy_loss_pt",
-            "macs_per_image",
-        ]
-        md.append(
-            markdown_table(r["sweep"], [*cols, "mac_reduction", "other_method_macs_at_same_accuracy"], 4)
-        )
+        md.append(markdown_table(r["sweep"], SWEEP_COLUMNS, 4))
         series = {}
         for method in ("exclusion", "confidence", "hybrid"):
             pts = sorted(

@@ -17,6 +17,19 @@ from frugalnn.core.report import (
 
 MAIN_TOLERANCE = 0.005  # the target: at most 0.5 point accuracy loss
 
+# the columns of a sweep table (one searched setting per row), shared by the main and the joint reports
+SWEEP_COLUMNS = [
+    "method",
+    "tolerance",
+    "values",
+    "taus",
+    "test_accuracy",
+    "accuracy_loss_pt",
+    "macs_per_image",
+    "mac_reduction",
+    "other_method_macs_at_same_accuracy",
+]
+
 
 def result_row(
     label: str,
@@ -115,18 +128,7 @@ def _sweep_md(r: dict[str, Any]) -> list[str]:
         f"No exit: test accuracy {r['no_exit_accuracy']:.4f}, {r['no_exit_macs']:,} MACs/image. "
         f"Head validation accuracy (argmax): {r['head_training']}.\n\n",
     ]
-    cols = [
-        "method",
-        "tolerance",
-        "values",
-        "taus",
-        "test_accuracy",
-        "accuracy_loss_pt",
-        "macs_per_image",
-        "mac_reduction",
-        "other_method_macs_at_same_accuracy",
-    ]
-    md.append(markdown_table(r["sweep"], cols, digits=4))
+    md.append(markdown_table(r["sweep"], SWEEP_COLUMNS, digits=4))
     if r.get("pos_weight_ablation"):
         md.append(f"\nClass exclusion with other BCE positive weights (tolerance {MAIN_TOLERANCE}):\n\n")
         md.append(markdown_table(r["pos_weight_ablation"], digits=4))
