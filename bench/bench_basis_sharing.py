@@ -29,6 +29,7 @@ from frugalnn.experiments.basis_sharing import (  # noqa: E402
     CONFIGS,
     REFERENCE,
     decoder_projection_bytes,
+    held_out_windows,
     protocol_data,
     run_point,
 )
@@ -186,14 +187,8 @@ def main(argv: list[str] | None = None) -> int:
                 _save("ppl", args.tag, run_config, identity, rows)
                 _store_cache(args.stats_file, cache)
     elif args.what == "select":
-        # held-out calibration-side text: the 16 Emma windows that follow the 64 calibration picks in the
-        # same permutation; Pride and Prejudice is never looked at while choosing
-        from frugalnn.core.data import load_text, token_windows
-        from frugalnn.core.llm import encode_text
-
-        emma = token_windows(encode_text(tok, load_text("austen:emma").text), 512)
-        torch.manual_seed(2023)
-        held = emma[torch.randperm(len(emma))[64 : 64 + args.held_out]]
+        # held-out calibration-side text; Pride and Prejudice is never looked at while choosing
+        held = held_out_windows(tok, args.held_out)
         cache = _load_cache(args.stats_file)
         for variant in args.variants:
             name, _, rest = variant.partition(":")

@@ -28,19 +28,16 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from bench_basis_sharing import RESULTS  # noqa: E402
 
-from frugalnn.core.data import load_text, token_windows  # noqa: E402
-from frugalnn.core.llm import encode_text, load_causal_lm, perplexity  # noqa: E402
+from frugalnn.core.llm import load_causal_lm, perplexity  # noqa: E402
 from frugalnn.core.report import make_record, write_record  # noqa: E402
-from frugalnn.experiments.basis_sharing import CONFIGS, REFERENCE, protocol_data  # noqa: E402
+from frugalnn.experiments.basis_sharing import (  # noqa: E402
+    CONFIGS,
+    REFERENCE,
+    held_out_windows,
+    protocol_data,
+)
 from frugalnn.methods.basis_sharing import Config, compress  # noqa: E402
 from frugalnn.methods.basis_sharing.recovery import lora_recover  # noqa: E402
-
-
-def held_out_emma(tok, n: int) -> torch.Tensor:
-    """The n Emma windows that follow the 64 calibration picks in the protocol's permutation."""
-    emma = token_windows(encode_text(tok, load_text("austen:emma").text), 512)
-    torch.manual_seed(2023)
-    return emma[torch.randperm(len(emma))[64 : 64 + n]]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -59,7 +56,7 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(args.threads)
     dense, tok = load_causal_lm("smollm2")
     calib, evaluation, identity = protocol_data(tok)
-    held = held_out_emma(tok, args.held_out)
+    held = held_out_windows(tok, args.held_out)
     identity = {**identity, "held_out_emma_windows": args.held_out}
     rows: list[dict] = []
     cache: dict = {}  # dense Gram statistics, shared by every ratio (dense propagation)

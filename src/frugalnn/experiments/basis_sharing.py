@@ -81,6 +81,14 @@ def protocol_data(
     return all_calib[pick], evaluation, identity
 
 
+def held_out_windows(tokenizer: Any, n: int, calib_windows: int = CALIB_WINDOWS) -> torch.Tensor:
+    """The n Emma windows that follow the calibration picks in the protocol's permutation: calibration-side
+    text that the calibration never saw, for choosing configurations without looking at the evaluation."""
+    emma = token_windows(encode_text(tokenizer, load_text("austen:emma").text), WINDOW)
+    torch.manual_seed(CALIB_SEED)
+    return emma[torch.randperm(len(emma))[calib_windows : calib_windows + n]]
+
+
 def decoder_projection_bytes(model: torch.nn.Module) -> int:
     """Bytes of the distinct parameters inside the decoder layers (a shared basis counts once)."""
     from frugalnn.methods.basis_sharing.discover import discover

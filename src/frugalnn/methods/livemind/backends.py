@@ -213,8 +213,7 @@ class HTTPBackend:
         self, messages: Messages, prefix: str, words: Sequence[str], bias: Sequence[float], sep: str = " "
     ) -> tuple[str, float]:
         start = time.perf_counter()
-        head = prefix.rstrip() + sep if sep.strip() else prefix
-        reply = self.complete(messages, max_new_tokens=4, prefix=head)
+        reply = self.complete(messages, max_new_tokens=4, prefix=prefix)  # the model writes ``sep`` itself
         text = reply["choices"][0]["message"]["content"] or ""
         # the word that appears first in the reply (an API without scores for given words)
         found = sorted((text.find(w), i) for i, w in enumerate(words) if w in text)

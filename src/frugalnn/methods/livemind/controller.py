@@ -355,20 +355,7 @@ def simulate_livemind(controller: LiveMindController, prompt: str, tail: str = "
         clock += record.seconds
     overhead = max(0.0, clock - t_end)
     final = controller.finish(prompt + tail)
-    gen = sum(s.seconds for s in steps) + warm_s + final.seconds
-    return Run(
-        overhead + final.seconds,
-        overhead,
-        gen,
-        final.seconds,
-        t_end,
-        final.text,
-        final.tokens,
-        final.reason,
-        final.stats,
-        steps,
-        final.wall_s,
-    )
+    return _run(final, overhead, sum(s.seconds for s in steps) + warm_s, t_end, steps)
 
 
 def simulate_baseline(
@@ -397,16 +384,21 @@ def simulate_baseline(
                 clock = (typed + 1) * per_char
         overhead = max(0.0, clock - t_end)
     final = complete_prompt(backend, prompt + tail, config)
+    return _run(final, overhead, warm_s, t_end, [])
+
+
+def _run(final: GenResult, overhead_s: float, before_s: float, t_end: float, steps: list[StepRecord]) -> Run:
+    """A Run from the final answer: latency = overhead + answer; generation = model time before it + answer."""
     return Run(
-        overhead + final.seconds,
-        overhead,
-        warm_s + final.seconds,
+        overhead_s + final.seconds,
+        overhead_s,
+        before_s + final.seconds,
         final.seconds,
         t_end,
         final.text,
         final.tokens,
         final.reason,
         final.stats,
-        [],
+        steps,
         final.wall_s,
     )
