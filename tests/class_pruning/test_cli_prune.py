@@ -49,3 +49,15 @@ def test_prune_command_bad_input(tmp_path, capsys) -> None:
     assert exc.value.code == 2 and "strictly between 0 and 1" in capsys.readouterr().err
     assert main(["prune", "--model", str(tmp_path / "nothing"), "--out", str(tmp_path / "o")]) == 2
     assert "neither a checkpoint folder nor a zoo name" in capsys.readouterr().err
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the error on a machine without a GPU")
+def test_prune_command_refuses_a_gpu_it_does_not_have(tmp_path, capsys) -> None:
+    _checkpoint(tmp_path / "dense")
+    args = ["prune", "--model", str(tmp_path / "dense"), "--data", "digits", "--device", "cuda"]
+    assert main([*args, "--out", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err
+    assert "sees no CUDA GPU" in err and "--device cpu" in err and len(err.strip().splitlines()) == 1
+    assert main([*args[:-1], "tpu", "--out", str(tmp_path / "o")]) == 2
+    assert "unknown device 'tpu'; use cpu, cuda" in capsys.readouterr().err
+    assert not (tmp_path / "o").exists()

@@ -85,6 +85,20 @@ def test_bad_configs(digits):
         train(_fresh(), digits, TrainConfig(batch_size=100_000), progress=False)
 
 
+def test_training_on_the_cpu_device_matches_the_default(digits):
+    """device="cpu" is the default path; the step loop moves batches to the model's device."""
+    runs = []
+    for device in (None, "cpu"):
+        model = _fresh()
+        extra = {} if device is None else {"device": device}
+        train(model, digits, TrainConfig(epochs=1, max_steps_per_epoch=3, **extra), progress=False)
+        runs.append(torch.cat([p.detach().flatten() for p in model.parameters()]))
+    assert torch.equal(runs[0], runs[1])
+    if not torch.cuda.is_available():
+        with pytest.raises(ConfigError, match="sees no CUDA GPU"):
+            TrainConfig(device="cuda").validate()
+
+
 def test_checkpoint_errors(tmp_path):
     with pytest.raises(CheckpointError, match="does not exist"):
         load_checkpoint(tmp_path / "nope")

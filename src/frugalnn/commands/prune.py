@@ -58,6 +58,11 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="knowledge distillation from the dense model while fine-tuning, in [0, 1] (0: off)",
     )
     p.add_argument("--distill-temperature", type=positive_float, default=4.0)
+    p.add_argument(
+        "--device",
+        default="cpu",
+        help="where the fine-tuning steps run: cpu or cuda (scoring stays on the CPU)",
+    )
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=1, help="torch threads (1 is reliable on 2 cores)")
     p.add_argument("--out", required=True, help="new checkpoint folder")
@@ -123,6 +128,7 @@ def _prune(args: argparse.Namespace) -> int:
         relative_threshold=args.relative_threshold,
         distill_weight=args.distill_weight,
         distill_temperature=args.distill_temperature,
+        device=args.device,
         seed=args.seed,
     )
     config.validate()

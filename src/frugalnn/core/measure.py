@@ -125,7 +125,10 @@ def predict(model: nn.Module, x: torch.Tensor, batch_size: int = 512) -> torch.T
         raise ConfigError(f"batch size must be positive, got {batch_size}")
     was_training = model.training
     model.eval()
-    outs = [model(x[i : i + batch_size]) for i in range(0, len(x), batch_size)]
+    # a model on an accelerator gets its batches there; the logits come back to the CPU
+    param = next(model.parameters(), None)
+    device = param.device if param is not None else x.device
+    outs = [model(x[i : i + batch_size].to(device)).cpu() for i in range(0, len(x), batch_size)]
     model.train(was_training)
     return torch.cat(outs) if outs else torch.empty(0)
 

@@ -48,6 +48,7 @@ class TrainConfig:
     checkpoint_every_steps: int = 0  # 0: checkpoint at epoch ends only
     max_steps_per_epoch: int | None = None  # quick runs
     eval_batch_size: int = 512
+    device: str = "cpu"  # "cuda" / "cuda:1": the model moves there and stays; batches are built on the CPU
 
     def validate(self) -> None:
         if self.epochs < 0:
@@ -62,6 +63,20 @@ class TrainConfig:
             raise ConfigError(f"schedule must be cosine, step or constant, got {self.schedule!r}")
         if self.max_steps_per_epoch is not None and self.max_steps_per_epoch <= 0:
             raise ConfigError(f"max_steps_per_epoch must be positive, got {self.max_steps_per_epoch}")
+        check_device(self.device)
+
+
+def check_device(device: str) -> torch.device:
+    """The torch.device for a --device string, or a ConfigError that says what to use instead."""
+    try:
+        dev = torch.device(device)
+    except RuntimeError:
+        raise ConfigError(f"unknown device {device!r}; use cpu, cuda or cuda:N") from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(f"device {device!r} asked for, but this torch sees no CUDA GPU; use --device cpu")
+    if dev.type not in ("cpu", "cuda"):
+        raise ConfigError(f"device type {dev.type!r} is not supported; use cpu or cuda")
+    return dev
 
 
 @dataclass
@@ -202,6 +217,12 @@ def train(
         raise ConfigError(f"global batch {config.batch_size} must divide by the {world} DDP processes")
     torch.manual_seed(config.seed)
     out = Path(out_dir) if out_dir else None
+    device = check_device(config.device)
+    if device.type == "cuda" and device.index is None and world > 1:
+        import os  # one GPU per torchrun process
+
+        device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+    model.to(device)
     net: nn.Module = model
     if world > 1:
         net = nn.parallel.DistributedDataParallel(model)
@@ -248,7 +269,7 @@ def train(
             xb, yb = data.x_train[idx], data.y_train[idx]
             if config.augment:  # augment the global batch, then shard: ranks see what one process would
                 xb = augment_batch(xb, _batch_generator(config.seed, epoch, step), config.flip)
-            xb, yb = xb[rank::world], yb[rank::world]
+            xb, yb = xb[rank::world].to(device), yb[rank::world].to(device)
             for group in opt.param_groups:
                 group["lr"] = lr_at(config, global_step, total_steps, steps_per_epoch)
             loss = criterion(net, xb, yb)

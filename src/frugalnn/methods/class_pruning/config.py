@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from frugalnn.core.train import check_device
 from frugalnn.errors import ConfigError
 
 METHODS = ("class-aware", "l1", "taylor")
@@ -53,6 +54,8 @@ class Config:
         loss (1 − w)·CE + w·T²·KL (Hinton et al. 2015; not in the paper, applied to all three criteria
         alike); 0 (default): plain cross-entropy.
     distill_temperature: T of the distillation softmax (4 is the usual choice for 10 classes).
+    device: where the fine-tuning steps run (``cpu``, ``cuda``); scoring, pruning and evaluation stay on
+        the CPU, and the model handed back is on the CPU.
     """
 
     method: str = "class-aware"
@@ -78,6 +81,7 @@ class Config:
     seed: int = 0
     distill_weight: float = 0.0
     distill_temperature: float = 4.0
+    device: str = "cpu"
 
     def validate(self) -> None:
         if self.method not in METHODS:
@@ -109,6 +113,7 @@ class Config:
                 f"need distill_weight in [0, 1] and distill_temperature > 0, got {self.distill_weight}, "
                 f"{self.distill_temperature}"
             )
+        check_device(self.device)
         if self.max_accuracy_drop is not None and not 0 <= self.max_accuracy_drop < 1:
             raise ConfigError(f"max_accuracy_drop is a fraction in [0, 1), got {self.max_accuracy_drop}")
 

@@ -47,6 +47,7 @@ def make_kd_loss(
         p.requires_grad_(False)
 
     def loss(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        teacher.to(x.device)  # a no-op once it is there; fine-tuning may run on a GPU
         with torch.no_grad():
             target = teacher(x)
         return kd_loss(model(x), target, y, weight, temperature)

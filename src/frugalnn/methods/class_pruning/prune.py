@@ -147,7 +147,7 @@ def finetune_config(config: Config, steps: int, train_size: int, seed: int) -> T
         )
     return TrainConfig(
         epochs=epochs, batch_size=config.batch_size, lr=config.lr, weight_decay=5e-4, seed=seed,
-        max_steps_per_epoch=steps // epochs,
+        max_steps_per_epoch=steps // epochs, device=config.device,
     )  # fmt: skip
 
 
@@ -166,6 +166,7 @@ def _finetune(
     tc = finetune_config(config, steps, len(data.x_train), seed)
     no_val = replace(data, x_val=data.x_val[:0], y_val=data.y_val[:0])  # we evaluate once per round
     train(model, no_val, tc, extra_loss=reg, loss_fn=loss_fn, progress=progress, evaluate_test=False)
+    model.cpu()  # scoring, physical pruning and evaluation work on the CPU copy
 
 
 def _val(model: nn.Module, data: ImageData, images: int | None) -> float:

@@ -20,7 +20,7 @@ def orth_distance(kernel: torch.Tensor) -> torch.Tensor:
     out = F.conv2d(kernel, kernel, padding=kernel.shape[-1] // 2)  # (out, out, 3, 3)
     target = torch.zeros_like(out)
     c = out.shape[-1] // 2
-    target[:, :, c, c] = torch.eye(out.shape[0], dtype=out.dtype)
+    target[:, :, c, c] = torch.eye(out.shape[0], dtype=out.dtype, device=out.device)
     return torch.linalg.vector_norm(out - target)
 
 
