@@ -26,7 +26,7 @@ from frugalnn.methods.early_exit import (
     simulate,
     skipping_forward,
 )
-from frugalnn.methods.early_exit.heads import MASKED
+from frugalnn.methods.early_exit.heads import MASKED, ExitHead
 
 
 def small_vgg(
@@ -309,3 +309,13 @@ def test_exit_inside_a_stage_and_after_it():
         assert torch.allclose(ee.eval()(x), backbone(x), atol=1e-5)
     with pytest.raises(ConfigError, match="out of network order"):
         attach_exits(backbone, Config(input_shape=(1, 8, 8), exits=("blocks.1", "blocks.0")))
+
+
+@pytest.mark.parametrize("side", [28, 14, 8, 7])
+def test_head_pooling_equals_adaptive_average_pool(side):
+    """The head picks a faster pooling kernel by map size and layout; the averages stay the same."""
+    head = ExitHead(6, 3, pool=4)
+    x = torch.randn(5, 6, side, side, generator=torch.Generator().manual_seed(side))
+    want = torch.flatten(nn.functional.adaptive_avg_pool2d(x, 4), 1)
+    for layout in (torch.contiguous_format, torch.channels_last):
+        assert torch.allclose(head.features(x.contiguous(memory_format=layout)), want, atol=1e-6)

@@ -22,7 +22,10 @@ def register(sub: argparse._SubParsersAction) -> None:
 
     t = verbs.add_parser("train", help="attach exit heads to a trained model and train them")
     t.add_argument("--model", required=True, help="checkpoint folder, or a zoo name (vgg-small, resnet20)")
-    t.add_argument("--exits", help="comma-separated layer names (default: after every stage but the last)")
+    t.add_argument(
+        "--exits",
+        help="comma-separated layer names (default: after every block but the last: ResNet-20 8 exits, VGG-small 2)",
+    )
     t.add_argument(
         "--mode",
         choices=("exclusion", "confidence", "hybrid"),

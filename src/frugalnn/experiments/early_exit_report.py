@@ -15,7 +15,13 @@ from frugalnn.core.report import (
     write_record,
 )
 
-MAIN_TOLERANCE = 0.005  # the target: at most 0.5 point accuracy loss
+TARGET_LOSS_PT = 0.5  # the target: at most 0.5 point TEST accuracy loss
+# The main operating point is searched with 0.4 pt of validation tolerance, not 0.5: the validation
+# estimate of the loss has a standard error of about 0.1 pt (paired difference on 5 000 images,
+# recorded per sweep row as val_loss_se_pt), so a setting that just meets 0.5 pt on validation meets
+# it on test only about half the time (the previous run: 0.56 pt on test for ResNet-20). Searching
+# one standard error below the target makes the test-set target a ~84 % one-sided bound instead.
+MAIN_TOLERANCE = 0.004
 
 # the columns of a sweep table (one searched setting per row), shared by the main and the joint reports
 SWEEP_COLUMNS = [
@@ -28,6 +34,8 @@ SWEEP_COLUMNS = [
     "macs_per_image",
     "mac_reduction",
     "other_method_macs_at_same_accuracy",
+    "val_accuracy_loss_pt",
+    "val_loss_se_pt",
 ]
 
 
@@ -56,7 +64,8 @@ def result_row(
 
 
 # method -> (heads, exclusion rule): the paper's ratio rule, its absolute-threshold variant, the
-# baseline, and our hybrid (the paper's heads and rule plus a confidence exit over the remaining classes)
+# baseline, and our hybrid (two heads per exit: the paper's sigmoid head and rule, then a confidence
+# exit on the baseline's softmax head over the remaining classes)
 METHODS = {
     "exclusion": ("exclusion", "ratio"),
     "exclusion-absolute": ("exclusion", "absolute"),
@@ -105,19 +114,25 @@ def targets(r: dict[str, Any]) -> dict[str, Any]:
             "mac_reduction": ex["mac_reduction"],
             "accuracy_loss_pt": ex["accuracy_loss_pt"],
             "ge_40pct_fewer_macs_at_le_0.5pt_loss": ex["mac_reduction"] >= 0.40
-            and ex["accuracy_loss_pt"] <= 0.5,
+            and ex["accuracy_loss_pt"] <= TARGET_LOSS_PT,
             "confidence_macs_at_same_accuracy": matched,
             "fewer_macs_than_confidence_at_same_accuracy": matched is not None
             and ex["macs_per_image"] < matched,
         }
+        if method in r.get("lean", {}):  # the wall-time variant: idle exits switched off (ours)
+            lean = r["lean"][method]
+            out[method]["lean"] = {
+                k: lean[k] for k in ("values", "taus", "mac_reduction", "accuracy_loss_pt")
+            }
         for variant, t in r.get("throughput", {}).items():
-            if f"{method}/per_batch" not in t:
-                continue
-            for forward in ("per_batch", "rebatched"):
-                e = t[f"{method}/{forward}"]
-                key = f"{variant}/{forward}"
-                out[method][f"{key}_gain_realised"] = e["gain_realised"]  # (measured − 1)/(promised − 1)
-                out[method][f"{key}_ge_60pct_of_promised_gain"] = e["gain_realised"] >= 0.6
+            for name, prefix in ((method, ""), (f"{method}-lean", "lean/")):
+                if f"{name}/per_batch" not in t:
+                    continue
+                for forward in ("per_batch", "rebatched"):
+                    e = t[f"{name}/{forward}"]
+                    key = f"{prefix}{variant}/{forward}"
+                    out[method][f"{key}_gain_realised"] = e["gain_realised"]  # (measured − 1)/(promised − 1)
+                    out[method][f"{key}_ge_60pct_of_promised_gain"] = e["gain_realised"] >= 0.6
     return out
 
 
@@ -137,6 +152,12 @@ def _sweep_md(r: dict[str, Any]) -> list[str]:
 
 def _timing_md(r: dict[str, Any]) -> list[str]:
     md: list[str] = []
+    if r.get("lean"):
+        md.append(
+            "\nTimed as `<method>-lean` (ours, for wall time): the main setting with every exit that sends "
+            "out fewer than 2 % of the validation images switched off (drop_idle_exits), on the test split:\n\n"
+        )
+        md.append(markdown_table(list(r["lean"].values()), SWEEP_COLUMNS[:8], digits=4))
     for variant, t in r.get("throughput", {}).items():
         if "images_per_s_best" not in t["no_exit"]:
             continue  # a record of an older version of this study: its tables are in git history
@@ -229,12 +250,16 @@ def write_report(
                     "MACs": row["macs_per_image"],
                     "MAC cut": row["mac_reduction"],
                     "rival MACs at same acc": row["other_method_macs_at_same_accuracy"],
+                    "val loss pt": row.get("val_accuracy_loss_pt"),
+                    "val loss SE pt": row.get("val_loss_se_pt"),
                 }
             )
     md.append(
         f"Test split, tolerance {MAIN_TOLERANCE} on validation; MACs per image include the heads. "
-        "`hybrid` is our extension (not in the paper). Rival: the confidence exit for exclusion and "
-        "hybrid rows, the paper's exclusion for confidence rows.\n\n"
+        f"(target: ≤ {TARGET_LOSS_PT} pt loss on test; the 0.1-pt margin covers the validation estimate's "
+        "standard error). `hybrid` is our extension (not in the paper: the paper's sigmoid head and "
+        "exclusion, then a confidence exit on a softmax head over the remaining classes). Rival: the "
+        "confidence exit for exclusion and hybrid rows, the paper's exclusion for confidence rows.\n\n"
     )
     md.append(markdown_table(summary, digits=4))
     for r in results:

@@ -56,14 +56,16 @@ def time_real_forward(
     y: torch.Tensor,
     quick: bool,
 ) -> dict:
-    """Real skipping forward at the main tolerance (β / thresholds already set on the models): the
+    """Real skipping forward at the main tolerance (β / thresholds already set on the models, keyed by
+    method; ``test`` is keyed by head kind, ``model.config.mode``): the
     same answers as the simulation, and its speed, as the eager model is and after
     ``prepare_cpu_inference`` (BN folded, channels-last) applied alike to the backbone and the exit
     models; each batch alone (per_batch) and with survivors re-batched (rebatched)."""
     for m in (*models.values(), backbone):
         m.eval()
     mismatches = {}
-    for mode, m in models.items():
+    for method, m in models.items():
+        mode = m.config.mode
         ref = simulate(
             m,
             test[mode],
@@ -72,7 +74,7 @@ def time_real_forward(
         )
         for rebatch in (False, True):
             real = skipping_forward(m, x, BATCH, rebatch=rebatch)
-            key = f"{mode}/{'rebatched' if rebatch else 'per_batch'}"
+            key = f"{method}/{'rebatched' if rebatch else 'per_batch'}"
             mismatches[key] = int((real.pred != ref.pred).sum() + (real.exit_index != ref.exit_index).sum())
     # timing runs on the first TIMING_IMAGES test images (accuracies below are on those too)
     n_time = 1000 if quick else TIMING_IMAGES

@@ -1,6 +1,6 @@
 """Class-exclusion early exit (Wang et al., AICAS 2024, arXiv 2309.13443), the confidence baseline, and
-a hybrid of both (``mode="hybrid"``, our extension: exclusion plus a confidence exit over the classes
-that remain).
+a hybrid of both (``mode="hybrid"``, our extension, not in the paper: two heads per exit, the paper's
+sigmoid head for the exclusion and a softmax head for a confidence exit over the classes that remain).
 
     model, record = attach_exits(backbone, Config(exits=("blocks.0", "blocks.1")))
     train_heads(model, data)                          # heads on the frozen backbone (loss.py)
@@ -25,6 +25,7 @@ from .search import (
     Outputs,
     SearchResult,
     collect_outputs,
+    drop_idle_exits,
     search_betas,
     search_hybrid,
     search_thresholds,
@@ -41,6 +42,7 @@ __all__ = [
     "attach_exits",
     "collect_outputs",
     "default_exits",
+    "drop_idle_exits",
     "evaluate",
     "exit_loss",
     "infer_single",

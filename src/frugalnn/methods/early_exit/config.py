@@ -17,12 +17,15 @@ class Config:
     """Where the exit heads go, how they decide, and how they are trained and tuned.
 
     exits: names of child modules of the backbone after which a head attaches (e.g. ``blocks.0``,
-        ``layer1``, ``layer2.1``); None = after every stage but the last (see heads.default_exits).
+        ``layer1``, ``layer2.1``); None = after each block or stage but the last (VGG-small: its
+        stages; ResNet-20: every residual block; see heads.default_exits).
     mode: ``exclusion`` — sigmoid heads that remove classes (the paper); ``confidence`` — softmax heads,
         a sample leaves when its top probability passes the exit's threshold (the baseline of Sec. IV);
-        ``hybrid`` — our extension, not in the paper: the exclusion heads and rule, and in addition a
-        sample leaves when the softmax over its *remaining* classes' logits has a maximum above the
-        exit's threshold τ_i (τ = 1 everywhere gives back the paper's rule exactly).
+        ``hybrid`` — our extension, not in the paper: every exit carries two heads on the same pooled
+        features, the paper's sigmoid head (BCE loss) and a softmax head (CE loss, as the baseline's);
+        the paper's exclusion with β_i on the sigmoid head, then a sample leaves when the softmax of
+        the softmax head's logits over its *remaining* classes has a maximum above τ_i. β = 0
+        everywhere gives the confidence baseline's decisions, τ = 1 everywhere the paper's rule.
     rule: exclusion test at exit i with s = sigmoid(z_i): ``ratio`` keeps class c if s_c > β_i · max(s)
         (paper Eq. 2); ``absolute`` keeps c if s_c > β_i. The top remaining class always stays.
     betas: β_i per exit in [0, 1]; None = all 0, i.e. no class is ever excluded until searched.

@@ -6,11 +6,14 @@ s_c > β_i · max_{remaining} s (``ratio``) or s_c > β_i (``absolute``); the to
 stays; an excluded class never returns; a sample with one class left stops and outputs it. A sample
 that reaches the end gets the final classifier's argmax over its remaining classes.
 Confidence baseline: a sample leaves at exit i when max softmax(z_i) > τ_i. Hybrid (our extension,
-not in the paper): class exclusion, and a sample also leaves when the softmax over its remaining
-classes' logits passes τ_i.
+not in the paper): two heads per exit on the same pooled features; class exclusion with β_i on the
+sigmoid head, then a sample also leaves when the softmax of the softmax head's logits over its
+remaining classes passes τ_i.
 
 MACs per image follow the paper's batch-size-1 accounting: backbone segments run, plus every head
-run, a head costing in_features × (classes still remaining); the final classifier is counted in full.
+run, a head costing in_features × (classes still remaining; the confidence baseline's all K); the
+final classifier is counted in full. A hybrid exit runs its sigmoid head only when β_i > 0 and its
+softmax head only when τ_i < 1 and more than one class remains after the exclusion.
 """
 
 from __future__ import annotations
@@ -71,23 +74,33 @@ def confidence_step(logits: torch.Tensor, threshold: float) -> tuple[torch.Tenso
 
 def decide(
     mode: str, logits: torch.Tensor, alive: torch.Tensor, beta: float, tau: float, rule: str
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """One exit's decision for a batch -> (remaining classes, leaves now, class if it leaves).
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """One exit's decision for a batch -> (remaining classes, leaves now, class if it leaves,
+    head logits computed per sample — MACs = in_features × this —, the K class scores it reports).
 
-    exclusion (paper Sec. III-B): leave when one class remains. confidence (the baseline): leave when
-    max softmax > τ. hybrid (ours, not in the paper): exclusion first, then also leave when the softmax
-    over the *remaining* classes' logits passes τ; exclusion sharpens it by removing rivals. With τ = 1
-    a softmax never exceeds τ, so the hybrid is the paper's rule exactly.
+    exclusion (paper Sec. III-B): leave when one class remains; the sigmoid head runs on the classes
+    still remaining. confidence (the baseline): leave when max softmax > τ; the head runs on all K.
+    hybrid (ours, not in the paper): ``logits`` is (N, 2K) = [sigmoid head, softmax head]; exclusion
+    with β on the first half, then also leave when the softmax of the second half over the
+    *remaining* classes passes τ. β = 0 excludes nothing and skips the sigmoid head: the confidence
+    baseline's decision. τ = 1 can never be passed and skips the softmax head: the paper's rule.
     """
+    k = alive.shape[1]
     if mode == "confidence":
         leaves, choice = confidence_step(logits, tau)
-        return alive, leaves, choice
-    alive = exclusion_step(logits, alive, beta, rule)
-    single = alive.sum(1) == 1
+        return alive, leaves, choice, torch.full((len(alive),), k, dtype=torch.long), logits
+    z = logits[:, :k]
+    before = alive.sum(1)
+    classes = before if beta > 0.0 else torch.zeros_like(before)
+    alive = exclusion_step(z, alive, beta, rule)
+    after = alive.sum(1)
+    single = after == 1
     if mode == "exclusion" or tau >= 1.0:
-        return alive, single, alive.to(torch.uint8).argmax(1)
-    conf, choice = torch.softmax(logits.masked_fill(~alive, MASKED), 1).max(1)
-    return alive, single | (conf > tau), choice  # one class left: softmax picks it with p = 1
+        return alive, single, alive.to(torch.uint8).argmax(1), classes, z
+    zc = logits[:, k:]
+    classes = classes + after.masked_fill(single, 0)  # one class left: no softmax head needed
+    conf, choice = torch.softmax(zc.masked_fill(~alive, MASKED), 1).max(1)
+    return alive, single | (conf > tau), choice, classes, zc  # one class left: softmax picks it
 
 
 @torch.no_grad()
@@ -137,17 +150,17 @@ def _skip(model: EarlyExitModel, x: torch.Tensor) -> InferenceResult:
         spent += model.segment_macs[i]
         if not exit_enabled(model, i, betas[i], taus[i]):
             continue  # a switched-off exit costs nothing
-        z = model.heads[i](h)  # all K logits: a (C × K) matmul is noise here
+        z = model.heads[i](h)  # all logits: a (C × K) matmul is noise here
+        alive, done, choice, classes, zk = decide(mode, z, alive, betas[i], taus[i], rule)
         # MACs: a head computes only the remaining classes' logits (confidence: all K)
-        spent += model.head_in_features[i] * (alive.sum(1) if mode != "confidence" else k)
-        alive, done, choice = decide(mode, z, alive, betas[i], taus[i], rule)
+        spent += model.head_in_features[i] * classes
         if not bool(done.any()):
             continue
         left = idx[done]
         pred[left] = choice[done]
         exit_index[left] = i
         macs[left] = spent[done]
-        scores[left] = z[done].masked_fill(~alive[done], MASKED)
+        scores[left] = zk[done].masked_fill(~alive[done], MASKED)
         stay = (~done).nonzero().squeeze(1)
         if len(stay) == 0:
             return InferenceResult(pred, exit_index, macs, scores)
@@ -213,12 +226,13 @@ class _Stream:
             return
         if self.enabled[i]:
             z = model.heads[i](h)
-            classes = alive.sum(1) if self.mode != "confidence" else model.num_classes
+            alive, done, choice, classes, zk = decide(
+                self.mode, z, alive, self.betas[i], self.taus[i], self.rule
+            )
             spent = spent + model.head_in_features[i] * classes
-            alive, done, choice = decide(self.mode, z, alive, self.betas[i], self.taus[i], self.rule)
             if bool(done.any()):
                 out, stay = done.nonzero().squeeze(1), (~done).nonzero().squeeze(1)
-                scores = z[out].masked_fill(~alive[out], MASKED)
+                scores = zk[out].masked_fill(~alive[out], MASKED)
                 self.left.append((idx[out], choice[out], torch.full_like(out, i), spent[out], scores))
                 h, idx, alive, spent = h[stay], idx[stay], alive[stay], spent[stay]
         if len(idx):
@@ -230,7 +244,8 @@ class _Stream:
 @torch.no_grad()
 def infer_single(model: EarlyExitModel, image: torch.Tensor) -> tuple[int, int, int]:
     """Batch-size-1 latency path -> (class, exit index, MACs). Exclusion and hybrid heads compute only
-    the remaining classes' logits (rows of the head's weight), so their cost shrinks with the class set."""
+    the remaining classes' logits (rows of the head's weight), so their cost shrinks with the class set;
+    a hybrid exit's softmax head runs only when τ < 1 and more than one class is left."""
     h = image if image.dim() == 4 else image.unsqueeze(0)
     mode, rule = model.config.mode, model.config.rule
     remaining = torch.arange(model.num_classes)
@@ -249,20 +264,20 @@ def infer_single(model: EarlyExitModel, image: torch.Tensor) -> tuple[int, int, 
             if float(p.max()) > tau:
                 return int(p.argmax()), i, spent
             continue
-        spent += model.head_in_features[i] * len(remaining)
         beta = float(model.betas[i])
-        z = head.fc.weight[remaining] @ feat + head.fc.bias[remaining]
-        if beta > 0.0:
-            s = torch.sigmoid(z)
+        if beta > 0.0:  # the sigmoid head, on the remaining classes only
+            spent += model.head_in_features[i] * len(remaining)
+            s = torch.sigmoid(head.fc.weight[remaining] @ feat + head.fc.bias[remaining])
             top = int(s.argmax())
             limit = beta * s[top] if rule == "ratio" else beta
             keep = s > limit
             keep[top] = True
-            remaining, z = remaining[keep], z[keep]
+            remaining = remaining[keep]
         if len(remaining) == 1:
             return int(remaining[0]), i, spent
-        if mode == "hybrid" and tau < 1.0:
-            p = torch.softmax(z, 0)
+        if mode == "hybrid" and tau < 1.0:  # ours: the softmax head, on the remaining classes only
+            spent += model.head_in_features[i] * len(remaining)
+            p = torch.softmax(head.conf.weight[remaining] @ feat + head.conf.bias[remaining], 0)
             if float(p.max()) > tau:
                 return int(remaining[p.argmax()]), i, spent
     logits = run_units(model.segments[-1], h)[0]

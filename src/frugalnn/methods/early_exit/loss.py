@@ -2,6 +2,9 @@
 
 L = CE(final) + Σ_{i=1..N} 1/(N−i+1) · BCEWithLogits(z_i, one-hot(y); pos_weight)   (class exclusion)
 L = CE(final) + Σ_{i=1..N} 1/(N−i+1) · CE(z_i, y)                                  (confidence baseline)
+Hybrid (ours, not in the paper): each exit has both heads on the same pooled features, and its term is
+the sum of the two (BCE on the sigmoid head, CE on the softmax head). The heads share no parameter, so
+each is trained exactly as it would be alone.
 
 The positive weight balances one positive against K−1 negatives per sample (EECE code: 36 / 396).
 Heads are trained first on the frozen backbone — cheap, because their input is a pooled feature
@@ -26,7 +29,10 @@ from .heads import EarlyExitModel, run_units
 
 
 def head_loss(z: torch.Tensor, y: torch.Tensor, mode: str, pos_weight: float) -> torch.Tensor:
-    if mode != "confidence":  # exclusion and hybrid share the paper's sigmoid heads
+    if mode == "hybrid":  # ours: z = [sigmoid-head logits, softmax-head logits]
+        k = z.shape[1] // 2
+        return head_loss(z[:, :k], y, "exclusion", pos_weight) + head_loss(z[:, k:], y, "confidence", 0.0)
+    if mode == "exclusion":  # the paper's sigmoid heads
         target = F.one_hot(y, z.shape[1]).to(z.dtype)
         weight = torch.full((z.shape[1],), pos_weight, dtype=z.dtype)
         return F.binary_cross_entropy_with_logits(z, target, pos_weight=weight)
@@ -89,7 +95,7 @@ def train_heads(
     if feats is None:
         feats = pooled_features(model, x, progress=progress)
     pos_weight = cfg.pos_weight or default_pos_weight(model.num_classes)
-    params = [p for h in model.heads for p in h.fc.parameters()]
+    params = list(model.heads.parameters())  # the linear layers (pooling has no parameters)
     opt = torch.optim.Adam(params, lr=cfg.head_lr, weight_decay=cfg.head_weight_decay)
     steps = max(1, len(y) // cfg.head_batch_size)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(1, cfg.head_epochs * steps))
@@ -100,7 +106,7 @@ def train_heads(
         total = 0.0
         for s in range(steps):
             idx = order[s * cfg.head_batch_size : (s + 1) * cfg.head_batch_size]
-            zs = [model.heads[i].fc(f[idx]) for i, f in enumerate(feats)]
+            zs = [model.heads[i].classify(f[idx]) for i, f in enumerate(feats)]
             loss = exit_loss(zs, None, y[idx], cfg.mode, pos_weight)
             opt.zero_grad(set_to_none=True)
             loss.backward()
@@ -117,8 +123,10 @@ def train_heads(
 
 @torch.no_grad()
 def head_accuracies(model: EarlyExitModel, x: torch.Tensor, y: torch.Tensor) -> list[float]:
+    """Argmax accuracy of every head (hybrid: its softmax head, the one that picks the class)."""
     feats = pooled_features(model, x)
-    return [float((h.fc(f).argmax(1) == y).double().mean()) for h, f in zip(model.heads, feats)]
+    fcs = [h.fc if h.conf is None else h.conf for h in model.heads]
+    return [float((fc(f).argmax(1) == y).double().mean()) for fc, f in zip(fcs, feats)]
 
 
 def train_joint(model: EarlyExitModel, data: ImageData, progress: bool = True) -> TrainResult:
