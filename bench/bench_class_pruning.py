@@ -19,7 +19,15 @@ from frugalnn.core.assets import cache_dir
 from frugalnn.core.data import load_fashion_mnist
 from frugalnn.core.report import make_record, markdown_table, write_markdown, write_record
 from frugalnn.core.zoo import load_pretrained
-from frugalnn.experiments.class_pruning import BUDGETS, FULL_BUDGET, VARIANTS, run_one, speed, write_report
+from frugalnn.experiments.class_pruning import (
+    BUDGETS,
+    FULL_BUDGET,
+    VARIANTS,
+    fastest_calls,
+    run_one,
+    speed,
+    write_report,
+)
 from frugalnn.methods.class_pruning import load_pruned
 
 RESULTS = Path(__file__).resolve().parent.parent / "docs" / "results"
@@ -251,7 +259,6 @@ def _speed_runtime(
     optimised for inference: oneDNN layouts, conv + BN + ReLU fused) or ``onnxruntime`` (ONNX export,
     all graph optimisations, 1 intra-op thread)."""
     import io
-    import time
 
     from torch.fx.experimental.optimization import fuse
 
@@ -278,21 +285,7 @@ def _speed_runtime(
             sess = ort.InferenceSession(buf.getvalue(), opts, providers=["CPUExecutionProvider"])
             xn = x.numpy()
             fns[name] = lambda sess=sess, xn=xn: sess.run(None, {"x": xn})
-    # "thread": CPU time of this thread (every runtime here computes on the calling thread at 1 thread),
-    # which leaves out the time the hypervisor or another process held the core: on this shared 2-core
-    # VM wall-clock ratios moved by up to ±40% between runs, CPU-time ratios far less (docs/class_pruning.md)
-    now = time.thread_time if clock == "thread" else time.perf_counter
-    best = dict.fromkeys(fns, float("inf"))
-    with torch.no_grad():
-        for f in fns.values():
-            f()
-        for _ in range(rounds):
-            for name, f in fns.items():
-                for _ in range(3):
-                    start = now()
-                    f()
-                    best[name] = min(best[name], now() - start)
-    return {name: len(x) / t for name, t in best.items()}
+    return fastest_calls(fns, len(x), rounds, 3, clock)
 
 
 def widths(args: argparse.Namespace) -> None:
@@ -373,6 +366,12 @@ def stage_search(args: argparse.Namespace) -> None:
     def counts(a: tuple, b: tuple) -> dict[str, int]:  # other groups are layerS.B.conv1
         return {g: a[stream[g]] if g in stream else b[int(g[5]) - 1] for g in full}
 
+    def share(c: dict[str, int], rounds: int) -> float:
+        """Measured speed-up of the dense model cut to widths ``c`` over the dense one ÷ its MAC promise."""
+        pruned = prune_channels(copy.deepcopy(dense), x1, {g: list(range(c[g], full[g])) for g in c})
+        ips = _speed_runtime({"dense": dense, "pruned": pruned}, x, "eager", rounds)
+        return ips["pruned"] / ips["dense"] / (dense_macs / macs.macs(c))
+
     grid = [(4, 8, 12, 16), (8, 16, 24, 32), (8, 16, 24, 32, 40, 48, 56, 64)]
     dense_macs = macs.macs(full)
     out = []
@@ -384,21 +383,15 @@ def stage_search(args: argparse.Namespace) -> None:
         print(f"keep {keep}: {len(cands)} allocations", flush=True)
         for a, b in cands:
             c = counts(a, b)
-            pruned = prune_channels(copy.deepcopy(dense), x1, {g: list(range(c[g], full[g])) for g in c})
-            ips = _speed_runtime({"dense": dense, "pruned": pruned}, x, "eager", 1)
-            promise = dense_macs / macs.macs(c)
-            share = ips["pruned"] / ips["dense"] / promise
-            out.append(
-                {"keep": keep, "stream": a, "inner": b, "mac_promise": promise, "share_of_promise": share}
-            )
+            out.append({
+                "keep": keep, "stream": a, "inner": b, "mac_promise": dense_macs / macs.macs(c),
+                "share_of_promise": share(c, 1),
+            })  # fmt: skip
         # the maximum of hundreds of noisy timings is biased upwards: time the best few again, longer,
-        # and report those (with the L1-uniform allocation of the grid for comparison)
+        # and report those
         mine = sorted((r for r in out if r["keep"] == keep), key=lambda r: -r["share_of_promise"])
         for r in mine[: args.top]:
-            c = counts(r["stream"], r["inner"])
-            pruned = prune_channels(copy.deepcopy(dense), x1, {g: list(range(c[g], full[g])) for g in c})
-            ips = _speed_runtime({"dense": dense, "pruned": pruned}, x, "eager", args.rounds)
-            r["share_remeasured"] = ips["pruned"] / ips["dense"] / r["mac_promise"]
+            r["share_remeasured"] = share(counts(r["stream"], r["inner"]), args.rounds)
         best = max(mine[: args.top], key=lambda r: r["share_remeasured"])
         print(f"keep {keep}: best share {best['share_remeasured']:.2f} (scan {best['share_of_promise']:.2f}) at "
               f"stream {best['stream']} inner {best['inner']}", flush=True)  # fmt: skip

@@ -10,6 +10,7 @@ from __future__ import annotations
 import copy
 import statistics
 import time
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -18,7 +19,7 @@ import torch
 from torch import nn
 
 from frugalnn.core.data import ImageData, load_fashion_mnist
-from frugalnn.core.measure import accuracy, count_macs, count_params, throughput
+from frugalnn.core.measure import accuracy, count_macs, count_params
 from frugalnn.core.report import (
     bar_plot,
     line_plot,
@@ -134,21 +135,36 @@ def _dense_control(
     return model, record
 
 
+def fastest_calls(
+    calls: dict[str, Callable[[], object]], items: int, rounds: int = 3, repeats: int = 3, clock: str = "wall"
+) -> dict[str, float]:
+    """Items/s per call from the fastest of rounds × repeats timed calls (one warm-up call each round),
+    rounds interleaved between the calls: on a shared 2-core machine other jobs only ever slow a call
+    down, so the minimum is the least-disturbed estimate (the median moved the dense/pruned ratio by up
+    to 40% under load). ``clock="thread"`` times the CPU time of the calling thread instead of the wall
+    clock: every runtime here computes on the calling thread at 1 thread, and thread time leaves out the
+    time the hypervisor or another process held the core (docs/class_pruning.md)."""
+    now = time.thread_time if clock == "thread" else time.perf_counter
+    best = dict.fromkeys(calls, float("inf"))
+    with torch.no_grad():
+        for _ in range(rounds):
+            for name, call in calls.items():
+                call()
+                for _ in range(repeats):
+                    start = now()
+                    call()
+                    best[name] = min(best[name], now() - start)
+    return {name: items / t for name, t in best.items()}
+
+
 def speed(
     models: dict[str, nn.Module], x: torch.Tensor, rounds: int = 3, repeats: int = 3
 ) -> dict[str, float]:
-    """Images/s per model at 1 thread from the fastest of rounds × repeats calls, rounds interleaved
-    between the models: on a shared 2-core machine other jobs only ever slow a call down, so the minimum
-    is the least-disturbed estimate (the median moved the dense/pruned ratio by up to 40% under load)."""
-    best = dict.fromkeys(models, 0.0)
+    """Images/s per model at 1 thread in eager mode, wall clock (``fastest_calls``)."""
     for m in models.values():
         m.eval()
-    with torch.no_grad():
-        for _ in range(rounds):
-            for name, m in models.items():
-                fastest = throughput(lambda m=m: m(x), len(x), repeats=repeats)["min_s"]
-                best[name] = max(best[name], len(x) / fastest)
-    return best
+    calls = {name: (lambda m=m: m(x)) for name, m in models.items()}
+    return fastest_calls(calls, len(x), rounds, repeats)
 
 
 def summarize(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
