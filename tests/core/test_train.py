@@ -151,31 +151,32 @@ DDP_SCRIPT = textwrap.dedent(
 )
 
 
+def _run_or_show(cmd: list[str], env: dict[str, str]) -> None:
+    """Run a child; on failure put its stderr in the assertion so CI logs say why."""
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=240)
+    assert proc.returncode == 0, f"{cmd[2:4]} exited {proc.returncode}:\n{proc.stderr[-3000:]}"
+
+
 def test_ddp_two_gloo_processes_match_single_process(tmp_path):
     script = tmp_path / "ddp_train.py"
     script.write_text(DDP_SCRIPT)
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     ddp_out, single_out = tmp_path / "ddp.pt", tmp_path / "single.pt"
-    subprocess.run(
+    # --standalone: torchrun picks a free port itself; a fixed --master_port failed CI when it was taken
+    _run_or_show(
         [
             sys.executable,
             "-m",
             "torch.distributed.run",
+            "--standalone",
             "--nproc_per_node",
             "2",
-            "--master_port",
-            "29517",
             str(script),
             str(ddp_out),
         ],
-        check=True,
-        env=env,
-        capture_output=True,
-        timeout=240,
+        env,
     )
-    subprocess.run(
-        [sys.executable, str(script), str(single_out)], check=True, env=env, capture_output=True, timeout=240
-    )
+    _run_or_show([sys.executable, str(script), str(single_out)], env)
     ddp, single = torch.load(ddp_out), torch.load(single_out)
     for key in single:
         # same global batch, gradients averaged over ranks: equal up to float summation order
