@@ -53,6 +53,13 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "class-aware-global": {"method": "class-aware", "allocation": "global"},
     # binarise at 0.1 x each layer's mean |a·dL/da| instead of "non-zero" (breaks the ties at K)
     "class-aware-rel": {"method": "class-aware", "relative_threshold": 0.1},
+    # both changes: separates the score's ties from the regulariser's perturbation (session 4 ablation)
+    "class-aware-rel-noreg": {
+        "method": "class-aware",
+        "relative_threshold": 0.1,
+        "orth_weight": 0.0,
+        "l1_weight": 0.0,
+    },
     "l1": {"method": "l1"},
     "taylor": {"method": "taylor"},
 }
