@@ -308,6 +308,20 @@ def test_hybrid_save_load_round_trip(tmp_path):
     _same(skipping_forward(back.eval(), x), skipping_forward(ee, x))
 
 
+def test_one_head_hybrid_checkpoint_gets_a_retrain_error(tmp_path):
+    """A hybrid checkpoint from before the two-head hybrid: no softmax head tensors -> a clear error."""
+    from safetensors.torch import load_file, save_file
+
+    from frugalnn.errors import CheckpointError
+
+    ee, _, spec = _hybrid_model(n=50)
+    save_early_exit(tmp_path / "old", ee, spec)
+    path = tmp_path / "old" / "model.safetensors"
+    save_file({k: v for k, v in load_file(path).items() if ".conf." not in k}, path)
+    with pytest.raises(CheckpointError, match="one head per exit.*re-train"):
+        load_early_exit(tmp_path / "old")
+
+
 def test_drop_idle_exits_switches_off_rarely_used_exits():
     ee, x, _ = _hybrid_model(n=300)
     outs = collect_outputs(ee, x, torch.zeros(len(x), dtype=torch.long))

@@ -306,5 +306,14 @@ def load_early_exit(folder: str | Path) -> tuple[EarlyExitModel, ModelSpec, dict
             f"{folder}/checkpoint.json has no valid model spec ({err}); re-create it"
         ) from None
     model = EarlyExitModel(build_model(spec), Config.from_dict(meta["early_exit"]))
-    load_weights(model, load_tensors(folder / "model.safetensors"), str(folder))
+    tensors = load_tensors(folder / "model.safetensors")
+    if model.config.mode == "hybrid" and "heads.0.conf.weight" not in tensors:
+        # Hybrid checkpoints written before the two-head hybrid (one shared sigmoid head per exit) hold
+        # no softmax head: the generic shape error would not say what to do.
+        raise CheckpointError(
+            f"{folder} is a hybrid early-exit checkpoint from an older frugalnn with one head per exit; "
+            f"the hybrid now has two (exclusion + confidence): re-train the heads with "
+            f"`frugalnn early-exit train --mode hybrid --model BACKBONE`"
+        )
+    load_weights(model, tensors, str(folder))
     return model, spec, meta
