@@ -43,6 +43,7 @@ from frugalnn.experiments.early_exit_timing import (
     BATCH,
     REPEATS,
     TIMING_IMAGES,
+    exit_costs,
     segment_profile,
     time_real_forward,
 )
@@ -51,7 +52,7 @@ from frugalnn.methods.early_exit import (
     EarlyExitModel,
     Outputs,
     attach_exits,
-    drop_idle_exits,
+    drop_costly_exits,
     pooled_features,
     search_betas,
     search_hybrid,
@@ -64,7 +65,6 @@ from frugalnn.methods.early_exit import (
 TOLERANCES = (0.0, 0.001, 0.002, 0.004, 0.005, 0.01, 0.02, 0.03)
 POS_WEIGHTS = (1.0, 9.0, 100.0)  # ablation around the paper's 4·(K−1) = 36
 TRAIN_SUBSET = 20000  # images the heads train on (linear heads on pooled features: plenty)
-LEAN_SHARE = 0.02  # timing variant: exits sending out < 2 % of the validation images off (drop_idle_exits)
 
 
 def _backbone(name: str, data: ImageData, quick: bool, seed: int) -> tuple[nn.Module, str]:
@@ -200,16 +200,21 @@ def study_model(
     }
     if timing:
         timed: dict[str, EarlyExitModel] = {}
-        out["lean"] = {}
+        out["lean"], out["exit_costs_us"] = {}, {}
         for method in ("exclusion", "confidence", "hybrid"):
             mode = METHODS[method][0]
             _set(models[mode], *settings[(method, MAIN_TOLERANCE)])
             timed[method] = models[mode]
-            # ours, for wall time only: the same setting with the exits that send out fewer than
-            # LEAN_SHARE of the validation images switched off (drop_idle_exits), timed as "<method>-lean"
-            values, taus = drop_idle_exits(
-                models[mode], val[mode], *settings[(method, MAIN_TOLERANCE)], LEAN_SHARE
+            # ours, for wall time only: the same setting with the exits that cost more time than they
+            # save switched off, by a cost model measured here (drop_costly_exits), timed as "<method>-lean"
+            seg_s, exit_s = exit_costs(models[mode], x_test[:BATCH])
+            values, taus = drop_costly_exits(
+                models[mode], val[mode], *settings[(method, MAIN_TOLERANCE)], seg_s, exit_s, MAIN_TOLERANCE
             )
+            out["exit_costs_us"][method] = {
+                "segment": [round(1e6 * c, 3) for c in seg_s],
+                "exit": [round(1e6 * c, 3) for c in exit_s],
+            }
             lean = attach_exits(backbone, Config(mode=mode, **common))[0]
             lean.heads.load_state_dict(models[mode].heads.state_dict())
             _set(lean, values, taus)

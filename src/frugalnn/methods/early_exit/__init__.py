@@ -20,6 +20,7 @@ from torch import nn
 from .config import Config
 from .heads import EarlyExitModel, ExitHead, default_exits, load_early_exit, save_early_exit
 from .inference import InferenceResult, infer_single, prepare_cpu_inference, skipping_forward, summarize
+from .lean import drop_costly_exits, modelled_seconds
 from .loss import exit_loss, pooled_features, train_heads, train_joint
 from .search import (
     Outputs,
@@ -42,11 +43,13 @@ __all__ = [
     "attach_exits",
     "collect_outputs",
     "default_exits",
+    "drop_costly_exits",
     "drop_idle_exits",
     "evaluate",
     "exit_loss",
     "infer_single",
     "load_early_exit",
+    "modelled_seconds",
     "pooled_features",
     "prepare_cpu_inference",
     "save_early_exit",
