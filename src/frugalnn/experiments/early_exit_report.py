@@ -119,7 +119,7 @@ def targets(r: dict[str, Any]) -> dict[str, Any]:
             "fewer_macs_than_confidence_at_same_accuracy": matched is not None
             and ex["macs_per_image"] < matched,
         }
-        if method in r.get("lean", {}):  # the wall-time variant: idle exits switched off (ours)
+        if method in r.get("lean", {}):  # the wall-time variant: costly exits switched off (ours)
             lean = r["lean"][method]
             out[method]["lean"] = {
                 k: lean[k] for k in ("values", "taus", "mac_reduction", "accuracy_loss_pt")
