@@ -127,3 +127,31 @@ def test_cli_hybrid_mode_searches_beta_and_tau(tmp_path, capsys):
     assert "images/s skipping" in capsys.readouterr().out
     loaded, _, _ = load_early_exit(ee_dir)
     assert loaded.thresholds.tolist() == pytest.approx(meta["early_exit"]["thresholds"])
+
+
+def test_cli_search_drop_costly_exits_keeps_a_subset_of_the_plain_setting(tmp_path, capsys):
+    """--drop-costly-exits: every exit keeps the plain search's (β, τ) or is switched off, and the
+    validation accuracy stays within the tolerance (timing decides which go, so only that is fixed)."""
+    model, spec, _ = trained_digits_vgg()
+    save_checkpoint(tmp_path / "base", model, spec)
+    args = ["--data", "digits", "--threads", "1"]
+    train_args = ["--epochs", "5", "--head-pool", "2", "--mode", "hybrid"]
+    base = str(tmp_path / "base")
+    assert (
+        main(["early-exit", "train", "--model", base, "--out", str(tmp_path / "hy"), *train_args, *args]) == 0
+    )
+    search = ["early-exit", "search", "--model", str(tmp_path / "hy"), "--tolerance", "0.02", *args]
+    assert main([*search, "--out", str(tmp_path / "plain")]) == 0
+    assert main([*search, "--out", str(tmp_path / "lean"), "--drop-costly-exits"]) == 0
+    capsys.readouterr()
+    plain = json.loads((tmp_path / "plain" / "checkpoint.json").read_text())["early_exit"]
+    lean_meta = json.loads((tmp_path / "lean" / "checkpoint.json").read_text())
+    lean = lean_meta["early_exit"]
+    assert lean_meta["search"]["drop_costly_exits"] is True
+    for i in range(2):
+        kept = (lean["betas"][i], lean["thresholds"][i]) == (plain["betas"][i], plain["thresholds"][i])
+        assert kept or (lean["betas"][i], lean["thresholds"][i]) == (0.0, 1.0)
+    data = load_image_data("digits")
+    ee = load_early_exit(tmp_path / "lean")[0].eval()
+    base_acc = float((ee.backbone(data.x_val).argmax(1) == data.y_val).double().mean())
+    assert lean_meta["search"]["val_accuracy"] >= base_acc - 0.02 - 1e-9

@@ -52,6 +52,11 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--tolerance", type=float, default=0.001, help="accuracy to give up, fraction (0.005 = 0.5 pt)"
     )
     s.add_argument("--rule", choices=("ratio", "absolute"), help="switch the exclusion rule before searching")
+    s.add_argument(
+        "--drop-costly-exits",
+        action="store_true",
+        help="then time segments and exits here and switch off the exits that cost more time than they save",
+    )
     s.add_argument("--out", help="write here (default: update --model in place)")
     _common(s)
     s.set_defaults(func=_search)
@@ -133,7 +138,9 @@ def _search(args: argparse.Namespace) -> int:
     if args.rule:
         model.config.rule = args.rule
     data = _data_for(args, spec)
-    result = search(model, data.x_val, data.y_val, args.tolerance, progress=True)
+    result = search(
+        model, data.x_val, data.y_val, args.tolerance, progress=True, drop_costly=args.drop_costly_exits
+    )
     what = "threshold" if model.config.mode == "confidence" else "beta"
     print(f"{what} per exit: " + ", ".join(f"{n}={v:g}" for n, v in zip(model.exit_names, result.values)))
     if model.config.mode == "hybrid":
@@ -146,7 +153,12 @@ def _search(args: argparse.Namespace) -> int:
     meta = read_meta(args.model)
     meta.pop("spec", None)
     meta.pop("early_exit", None)
-    meta["search"] = {"tolerance": args.tolerance, "values": result.values, "val_accuracy": result.accuracy}
+    meta["search"] = {
+        "tolerance": args.tolerance,
+        "values": result.values,
+        "val_accuracy": result.accuracy,
+        "drop_costly_exits": args.drop_costly_exits,
+    }
     if model.config.mode == "hybrid":
         meta["search"]["taus"] = model.thresholds.tolist()
     save_early_exit(args.out or args.model, model, spec, meta)

@@ -43,7 +43,6 @@ from frugalnn.experiments.early_exit_timing import (
     BATCH,
     REPEATS,
     TIMING_IMAGES,
-    exit_costs,
     segment_profile,
     time_real_forward,
 )
@@ -53,6 +52,7 @@ from frugalnn.methods.early_exit import (
     Outputs,
     attach_exits,
     drop_costly_exits,
+    exit_costs,
     pooled_features,
     search_betas,
     search_hybrid,

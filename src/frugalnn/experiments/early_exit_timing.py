@@ -26,7 +26,6 @@ from frugalnn.methods.early_exit import (
     summarize,
 )
 from frugalnn.methods.early_exit.heads import run_units
-from frugalnn.methods.early_exit.inference import decide
 
 BATCH = 64  # fastest batch for the no-exit networks too: activations stay in cache
 TIMING_IMAGES = 2000  # test images the wall-clock comparison runs on
@@ -177,33 +176,3 @@ def segment_profile(ee: EarlyExitModel, x: torch.Tensor) -> dict[str, list[dict]
             )
         out[variant] = rows
     return out
-
-
-def exit_costs(ee: EarlyExitModel, x: torch.Tensor, repeats: int = 9) -> tuple[list[float], list[float]]:
-    """Per-image seconds of each segment and of each exit, prepared (BN folded, channels-last), fastest
-    of ``repeats`` on one batch: the cost model of ``drop_costly_exits``. An exit's cost is what the
-    skipping forward does there for every image that reaches it: the head (pooling + linear), the
-    decision with the model's current setting, and moving the survivors (timed as half the batch)."""
-    m = prepare_cpu_inference(ee, x[:8])
-    h = x.contiguous(memory_format=torch.channels_last)
-    mode, rule = ee.config.mode, ee.config.rule
-    betas, taus = ee.betas.tolist(), ee.thresholds.tolist()
-    alive = torch.ones(len(x), ee.num_classes, dtype=torch.bool)
-    half = torch.arange(0, len(x), 2)
-    fns: dict[str, Any] = {}
-    for i, seg in enumerate(m.segments):
-        fns[f"segment {i}"] = lambda seg=seg, h=h: run_units(seg, h)
-        h = run_units(seg, h)
-        if i < m.num_exits:
-            b, t = betas[i] or 0.5, min(taus[i], 0.9)  # an exit is timed as if on (off ones cost 0)
-
-            def exit_fn(head: nn.Module = m.heads[i], h: torch.Tensor = h, b: float = b, t: float = t):
-                decide(mode, head(h), alive, b, t, rule)
-                return h[half], alive[half]
-
-            fns[f"exit {i}"] = exit_fn
-    _, best = _times(fns, repeats)
-    n = len(x)
-    segments = [best[f"segment {i}"] / n for i in range(len(m.segments))]
-    exits = [best[f"exit {i}"] / n for i in range(m.num_exits)]
-    return segments, exits

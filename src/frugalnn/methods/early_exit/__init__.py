@@ -5,6 +5,7 @@ sigmoid head for the exclusion and a softmax head for a confidence exit over the
     model, record = attach_exits(backbone, Config(exits=("blocks.0", "blocks.1")))
     train_heads(model, data)                          # heads on the frozen backbone (loss.py)
     search(model, data.x_val, data.y_val)             # per-exit β (or thresholds) on validation data
+    search(..., drop_costly=True)                     # then switch off exits that cost more time than they save (lean.py)
     evaluate(model, data.x_test, data.y_test)         # accuracy, MACs/image incl. heads, exit histogram
 
 The wrapper shares the backbone's parameters (it does not copy them).
@@ -20,7 +21,7 @@ from torch import nn
 from .config import Config
 from .heads import EarlyExitModel, ExitHead, default_exits, load_early_exit, save_early_exit
 from .inference import InferenceResult, infer_single, prepare_cpu_inference, skipping_forward, summarize
-from .lean import drop_costly_exits, modelled_seconds
+from .lean import drop_costly_exits, exit_costs, modelled_seconds
 from .loss import exit_loss, pooled_features, train_heads, train_joint
 from .search import (
     Outputs,
@@ -46,6 +47,7 @@ __all__ = [
     "drop_costly_exits",
     "drop_idle_exits",
     "evaluate",
+    "exit_costs",
     "exit_loss",
     "infer_single",
     "load_early_exit",
@@ -78,8 +80,15 @@ def search(
     y_val: torch.Tensor,
     tolerance: float | None = None,
     progress: bool = False,
+    drop_costly: bool = False,
+    timing_batch: int = 64,
 ) -> SearchResult:
-    """Search β (exclusion) or thresholds (confidence) on validation data and set them on the model."""
+    """Search β (exclusion) or thresholds (confidence) on validation data and set them on the model.
+
+    ``drop_costly`` (ours, for wall time): afterwards time every segment and exit on this machine
+    (``exit_costs`` on ``timing_batch`` validation images) and switch off the exits that cost more
+    time than they save, validation accuracy kept within the tolerance (``drop_costly_exits``);
+    ``result.values`` and the model then hold the lean setting."""
     outs = collect_outputs(model, x_val, y_val, progress=progress)
     if model.config.mode == "exclusion":
         result = search_betas(model, outs, tolerance)
@@ -91,7 +100,32 @@ def search(
     else:
         result = search_thresholds(model, outs, tolerance)
         model.set_thresholds(result.values)
+    if drop_costly:
+        _drop_costly(model, outs, result, x_val[:timing_batch], tolerance)
     return result
+
+
+def _drop_costly(
+    model: EarlyExitModel, outs: Outputs, result: SearchResult, x: torch.Tensor, tolerance: float | None
+) -> None:
+    mode = model.config.mode
+    taus = model.thresholds.tolist() if mode == "hybrid" else None
+    seg_s, exit_s = exit_costs(model, x)
+    tol = model.config.tolerance if tolerance is None else tolerance
+    values, taus = drop_costly_exits(model, outs, result.values, taus, seg_s, exit_s, tol)
+    if mode == "confidence":
+        model.set_thresholds(values)
+    else:
+        model.set_betas(values)
+        if taus is not None:
+            model.set_thresholds(taus)
+    r = simulate(model, outs, values, taus=taus)
+    result.values = values
+    result.accuracy = float((r.pred == outs.labels).double().mean())
+    result.macs_per_image = float(r.macs.double().mean())
+    result.trace.append(
+        {"drop_costly_exits": {"segment_s": seg_s, "exit_s": exit_s, "values": values, "taus": taus}}
+    )
 
 
 def evaluate(
