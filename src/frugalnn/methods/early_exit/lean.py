@@ -15,7 +15,7 @@ from collections.abc import Callable
 
 import torch
 
-from frugalnn.errors import ConfigError
+from frugalnn.errors import ConfigError, UnsupportedModelError
 
 from .heads import EarlyExitModel, run_units
 from .inference import InferenceResult, decide, enabled, prepare_cpu_inference
@@ -114,8 +114,11 @@ def exit_costs(ee: EarlyExitModel, x: torch.Tensor, repeats: int = 9) -> tuple[l
     batch ``x`` (use the batch size you will run). An exit costs what the skipping forward does there for
     every image that reaches it: the head (pooling + linear), the decision with the model's current
     setting, and moving the survivors (timed as half the batch)."""
-    m = prepare_cpu_inference(ee, x[:8])
-    h = x.contiguous(memory_format=torch.channels_last)
+    try:
+        m = prepare_cpu_inference(ee, x[:8])
+        h = x.contiguous(memory_format=torch.channels_last)
+    except UnsupportedModelError:  # BN not foldable in registration order: time the model as it is
+        m, h = ee.eval(), x
     mode, rule = ee.config.mode, ee.config.rule
     betas, taus = ee.betas.tolist(), ee.thresholds.tolist()
     alive = torch.ones(len(x), ee.num_classes, dtype=torch.bool)
