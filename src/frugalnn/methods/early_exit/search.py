@@ -288,8 +288,10 @@ def drop_idle_exits(
     ``min_share`` of the validation images -> (values, τ of the hybrid). Ours, for wall time only: a
     head's MACs are negligible (in_features × K), but its pooling pass over the feature map and the
     decision cost 10–30 % of a ResNet-20 block's time at one thread for every image that reaches it,
-    so an exit that almost nobody leaves at costs more time than it saves (an image leaving at exit
-    i saves the rest of the network, at most ~8 blocks on ResNet-20: break-even near a 2–4 % share).
+    so an exit that almost nobody leaves at costs more time than it saves. A fixed share is a crude
+    rule: with the measured costs the break-even on ResNet-20 lies at a 5–15 % share, depending on how
+    many images reach the exit and how far they would otherwise go; ``drop_costly_exits`` (lean.py)
+    decides by a measured time model instead.
     """
     mode = mode or model.config.mode
     values, taus = list(values), list(taus) if taus is not None else None
