@@ -162,6 +162,27 @@ def throughput(
     }
 
 
+def fastest_seconds(
+    calls: dict[str, Callable[[], object]], rounds: int = 3, repeats: int = 3, clock: str = "wall"
+) -> dict[str, float]:
+    """Seconds per call from the fastest of rounds × repeats timed calls (one warm-up call each round),
+    rounds interleaved between the calls: on a shared machine other jobs only ever slow a call down, so
+    the minimum is the least-disturbed estimate. ``clock="thread"`` times the CPU time of the calling
+    thread instead of the wall clock (at 1 thread every runtime here computes on the calling thread;
+    thread time leaves out the time the hypervisor or another process held the core)."""
+    now = time.thread_time if clock == "thread" else time.perf_counter
+    best = dict.fromkeys(calls, float("inf"))
+    with torch.no_grad():
+        for _ in range(rounds):
+            for name, call in calls.items():
+                call()
+                for _ in range(repeats):
+                    start = now()
+                    call()
+                    best[name] = min(best[name], now() - start)
+    return best
+
+
 def perplexity(model: nn.Module, windows: torch.Tensor, batch_size: int = 4) -> float:
     """Perplexity of a causal LM over non-overlapping token windows: exp(mean per-window mean NLL)."""
     from frugalnn.core.llm import perplexity as _llm_perplexity

@@ -19,7 +19,7 @@ import torch
 from torch import nn
 
 from frugalnn.core.data import ImageData, load_fashion_mnist
-from frugalnn.core.measure import accuracy, count_macs, count_params
+from frugalnn.core.measure import accuracy, count_macs, count_params, fastest_seconds
 from frugalnn.core.report import (
     bar_plot,
     line_plot,
@@ -145,23 +145,9 @@ def _dense_control(
 def fastest_calls(
     calls: dict[str, Callable[[], object]], items: int, rounds: int = 3, repeats: int = 3, clock: str = "wall"
 ) -> dict[str, float]:
-    """Items/s per call from the fastest of rounds × repeats timed calls (one warm-up call each round),
-    rounds interleaved between the calls: on a shared 2-core machine other jobs only ever slow a call
-    down, so the minimum is the least-disturbed estimate (the median moved the dense/pruned ratio by up
-    to 40% under load). ``clock="thread"`` times the CPU time of the calling thread instead of the wall
-    clock: every runtime here computes on the calling thread at 1 thread, and thread time leaves out the
-    time the hypervisor or another process held the core (docs/class_pruning.md)."""
-    now = time.thread_time if clock == "thread" else time.perf_counter
-    best = dict.fromkeys(calls, float("inf"))
-    with torch.no_grad():
-        for _ in range(rounds):
-            for name, call in calls.items():
-                call()
-                for _ in range(repeats):
-                    start = now()
-                    call()
-                    best[name] = min(best[name], now() - start)
-    return {name: items / t for name, t in best.items()}
+    """Items/s per call from ``core.measure.fastest_seconds`` (the median moved the dense/pruned ratio by
+    up to 40% under load on this 2-core machine; ``clock="thread"``: docs/class_pruning.md)."""
+    return {name: items / t for name, t in fastest_seconds(calls, rounds, repeats, clock).items()}
 
 
 def speed(

@@ -10,22 +10,16 @@ off greedily while the modelled time falls and validation accuracy stays within 
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 
 import torch
 
+from frugalnn.core.measure import fastest_seconds
 from frugalnn.errors import ConfigError, UnsupportedModelError
 
 from .heads import EarlyExitModel, run_units
 from .inference import InferenceResult, decide, enabled, prepare_cpu_inference
-from .search import Outputs, simulate
-
-
-def _betas_taus(mode: str, values: list[float], taus: list[float] | None, e: int) -> tuple[list, list]:
-    if mode == "confidence":
-        return [0.0] * e, list(values)
-    return list(values), list(taus) if taus is not None else [1.0] * e
+from .search import Outputs, betas_and_taus, simulate
 
 
 def modelled_seconds(
@@ -70,14 +64,14 @@ def drop_costly_exits(
 
     def evaluate(v: list[float], t: list[float] | None) -> tuple[float, float]:
         r = simulate(model, outs, v, mode, t)
-        betas, thresholds = _betas_taus(mode, v, t, e)
+        betas, thresholds = betas_and_taus(mode, v, t, e)
         on = [enabled(mode, betas[i], thresholds[i]) for i in range(e)]
         accuracy = float((r.pred == outs.labels).double().mean())
         return accuracy, modelled_seconds(r, on, segment_seconds, exit_seconds)
 
     _, current = evaluate(values, taus)
     while True:
-        betas, thresholds = _betas_taus(mode, values, taus, e)
+        betas, thresholds = betas_and_taus(mode, values, taus, e)
         best: tuple[float, list[float], list[float] | None] | None = None
         for i in range(e):
             if not enabled(mode, betas[i], thresholds[i]):
@@ -92,19 +86,6 @@ def drop_costly_exits(
         if best is None:
             return values, taus
         current, values, taus = best
-
-
-def _fastest(fns: dict[str, Callable[[], object]], repeats: int) -> dict[str, float]:
-    """Fastest seconds per call of each function, repeats interleaved (load hits all of them alike)."""
-    best = {k: float("inf") for k in fns}
-    for f in fns.values():
-        f()  # warm-up: oneDNN builds its primitives for these shapes
-    for _ in range(repeats):
-        for k, f in fns.items():
-            start = time.perf_counter()
-            f()
-            best[k] = min(best[k], time.perf_counter() - start)
-    return best
 
 
 @torch.no_grad()
@@ -135,7 +116,7 @@ def exit_costs(ee: EarlyExitModel, x: torch.Tensor, repeats: int = 9) -> tuple[l
                 return h[half], alive[half]
 
             fns[f"exit {i}"] = exit_fn
-    best = _fastest(fns, repeats)
+    best = fastest_seconds(fns, rounds=repeats, repeats=1)
     n = len(x)
     return (
         [best[f"segment {i}"] / n for i in range(len(m.segments))],

@@ -68,6 +68,16 @@ def collect_outputs(
     return Outputs([torch.cat(h) for h in heads], torch.cat(finals), y)
 
 
+def betas_and_taus(
+    mode: str, values: list[float], taus: list[float] | None, exits: int
+) -> tuple[list[float], list[float]]:
+    """A setting as (β, τ) per exit: ``values`` are the thresholds in confidence mode, else the βs;
+    ``taus`` default to 1 (never passed: the paper's rule)."""
+    if mode == "confidence":
+        return [0.0] * exits, list(values)
+    return list(values), list(taus) if taus is not None else [1.0] * exits
+
+
 def simulate(
     model: EarlyExitModel,
     outs: Outputs,
@@ -81,10 +91,7 @@ def simulate(
     thresholds over the remaining classes (default all 1, i.e. the paper's rule)."""
     mode = mode or model.config.mode
     n, k, e = len(outs.labels), model.num_classes, model.num_exits
-    if mode == "confidence":
-        betas, taus = [0.0] * e, list(values)
-    else:
-        betas, taus = list(values), list(taus) if taus is not None else [1.0] * e
+    betas, taus = betas_and_taus(mode, values, taus, e)
     alive = torch.ones(n, k, dtype=torch.bool)
     active = torch.ones(n, dtype=torch.bool)
     pred = torch.zeros(n, dtype=torch.long)
@@ -300,8 +307,7 @@ def drop_idle_exits(
     while True:
         r = simulate(model, outs, values, mode, taus)
         share = torch.bincount(r.exit_index, minlength=e + 1)[:e].double() / max(1, len(r.exit_index))
-        betas = [0.0] * e if mode == "confidence" else values
-        thresholds = values if mode == "confidence" else (taus or [1.0] * e)
+        betas, thresholds = betas_and_taus(mode, values, taus, e)
         on = [i for i in range(e) if enabled(mode, betas[i], thresholds[i])]
         idle = [i for i in on if float(share[i]) < min_share]
         if not idle:
