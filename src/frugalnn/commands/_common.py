@@ -52,3 +52,68 @@ def set_threads(threads: int | None) -> None:
         import torch
 
         torch.set_num_threads(threads)
+
+
+def _flag(name: str) -> str:
+    return "--" + name.replace("_", "-")
+
+
+def add_config_options(
+    parser: argparse.ArgumentParser,
+    config_cls: type,
+    only: tuple[str, ...] | None = None,
+    exclude: tuple[str, ...] = (),
+) -> None:
+    """Flags for a ``MethodConfig``'s fields, help and choices read from the fields themselves.
+
+    Every flag defaults to None, so what the user did not give keeps the config's (or preset's) value.
+    """
+    import dataclasses
+    import typing
+
+    from frugalnn.core.config import _strip_optional
+
+    hints = typing.get_type_hints(config_cls)
+    for f in dataclasses.fields(config_cls):
+        if not f.metadata.get("cli", True) or f.name in exclude or (only is not None and f.name not in only):
+            continue
+        tp = _strip_optional(hints[f.name])
+        help_text = f.metadata.get("help", "")
+        default = f.default if f.default is not dataclasses.MISSING else None
+        if default is not None:
+            help_text = f"{help_text} (default {default})"
+        kwargs: dict = {"dest": f.name, "default": None, "help": help_text}
+        if tp is bool:
+            kwargs["action"] = argparse.BooleanOptionalAction
+        elif typing.get_origin(tp) is tuple:
+            inner = (typing.get_args(tp) or (str,))[0]
+            kwargs["type"] = lambda text, inner=inner: tuple(inner(v) for v in text.split(",") if v)
+            kwargs["metavar"] = "A,B,..."
+        elif tp in (int, float, str):
+            kwargs["type"] = tp
+            if f.metadata.get("choices"):
+                kwargs["choices"] = f.metadata["choices"]
+        else:
+            continue
+        parser.add_argument(_flag(f.name), **kwargs)
+
+
+def config_from_args(config_cls: type, args: argparse.Namespace, preset: str | None = None, **fixed):
+    """Build and validate a config from parsed flags (over a preset when given); field errors become
+    errors that name the flag."""
+    import dataclasses
+
+    from frugalnn.core.config import FieldError
+    from frugalnn.errors import ConfigError
+
+    given = {
+        f.name: getattr(args, f.name)
+        for f in dataclasses.fields(config_cls)
+        if getattr(args, f.name, None) is not None
+    }
+    given.update(fixed)
+    cfg = config_cls.preset(preset, **given) if preset else config_cls(**given)
+    try:
+        return cfg.validate()
+    except FieldError as err:
+        raise ConfigError(f"{_flag(err.field)} {err.problem}") from None
