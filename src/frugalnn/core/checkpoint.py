@@ -127,6 +127,26 @@ def apply_layer_shapes(model: nn.Module, shapes: dict[str, dict[str, Any]]) -> n
     return model
 
 
+def apply_transforms(model: nn.Module, transforms: list[dict[str, Any]], source: str) -> nn.Module:
+    """Re-apply, in order, the module swaps methods made to a model (``meta["transforms"]``).
+
+    Each entry is ``{"name": registered name, "config": the method config's to_dict()}``; the name is
+    looked up in the ``model_transform`` plug-in registry (``core.plugins``), never imported from the
+    file, and the function ``fn(model, config_dict) -> model`` rebuilds the changed modules (weights
+    are loaded afterwards).
+    """
+    from frugalnn.core import plugins
+
+    if not isinstance(transforms, list):
+        raise CheckpointError(f"{source}: 'transforms' must be a list; re-create the checkpoint")
+    for entry in transforms:
+        if not isinstance(entry, dict) or not isinstance(entry.get("name"), str):
+            raise CheckpointError(f"{source}: a transform entry has no name; re-create the checkpoint")
+        rebuild = plugins.lookup("model_transform", entry["name"])
+        model = rebuild(model, entry.get("config", {}))
+    return model
+
+
 def load_checkpoint(folder: str | Path) -> tuple[torch.nn.Module, ModelSpec, dict[str, Any]]:
     """Rebuild the model from its spec and load its weights."""
     folder = Path(folder)
@@ -143,5 +163,6 @@ def load_checkpoint(folder: str | Path) -> tuple[torch.nn.Module, ModelSpec, dic
         ) from None
     # a structurally pruned model records its layer widths; rebuild those before loading weights
     model = apply_layer_shapes(build_model(spec), meta.get("layer_shapes", {}))
+    model = apply_transforms(model, meta.get("transforms", []), str(folder))
     load_weights(model, load_tensors(folder / MODEL_FILE), str(folder))
     return model, spec, meta
