@@ -26,7 +26,8 @@ from frugalnn.methods.early_exit import (
     simulate,
     skipping_forward,
 )
-from frugalnn.methods.early_exit.heads import MASKED, ExitHead
+from frugalnn.methods.early_exit.chain import MASKED
+from frugalnn.methods.early_exit.heads import ExitHead
 
 
 def small_vgg(

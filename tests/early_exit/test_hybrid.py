@@ -27,7 +27,7 @@ from frugalnn.methods.early_exit import (
     skipping_forward,
     train_heads,
 )
-from frugalnn.methods.early_exit.heads import MASKED
+from frugalnn.methods.early_exit.chain import MASKED
 
 K = 5  # classes of small_vgg
 

@@ -21,9 +21,9 @@ from frugalnn.core.measure import count_macs
 from frugalnn.core.models import ModelSpec, build_model
 from frugalnn.errors import CheckpointError, ConfigError, UnsupportedModelError
 
+from .chain import Chain, chain_units, run_units
 from .config import Config, check_unit_values
-
-MASKED = -1e9  # score of an excluded class: finite so losses and softmax stay defined
+from .inference import skipping_forward
 
 
 class ExitHead(nn.Module):
@@ -63,26 +63,6 @@ class ExitHead(nn.Module):
         return self.classify(self.features(h))
 
 
-def _units(module: nn.Module, prefix: str, want: set[str]) -> list[tuple[str, nn.Module]]:
-    """Children in order; an ``nn.Sequential`` is opened when an exit lies inside it."""
-    out: list[tuple[str, nn.Module]] = []
-    for name, child in module.named_children():
-        full = f"{prefix}{name}"
-        if isinstance(child, nn.Sequential) and any(w.startswith(full + ".") for w in want):
-            out += _units(child, full + ".", want)
-        else:
-            out.append((full, child))
-    return out
-
-
-def run_units(units: list[nn.Module], h: torch.Tensor) -> torch.Tensor:
-    for module in units:
-        if isinstance(module, nn.Linear) and h.dim() > 2:
-            h = torch.flatten(h, 1)  # the implicit flatten of the zoo models' forward
-        h = module(h)
-    return h
-
-
 def default_exits(model: nn.Module) -> tuple[str, ...]:
     """After each block or stage but the last (the last one feeds the final classifier): VGG-small's
     blocks are its stages; ResNet-20 gets an exit after every residual block (``layer1.0`` …
@@ -111,7 +91,7 @@ class EarlyExitModel(nn.Module):
         self.config = config
         self.backbone = backbone
         exits = tuple(config.exits) if config.exits is not None else default_exits(backbone)
-        named = _units(backbone, "", set(exits))
+        named = chain_units(backbone, "", set(exits))
         names = [n for n, _ in named]
         # an opened Sequential (``blocks.0`` when ``blocks.0.2`` is an exit too) ends with its last unit
         where = [next((n for n in reversed(names) if n.startswith(e + ".")), e) for e in exits]
@@ -157,7 +137,7 @@ class EarlyExitModel(nn.Module):
                 ) from None
             h, channels, macs = x, [], []
             for i, seg in enumerate(self._segments):
-                macs.append(count_macs(_Chain(seg).eval(), h[:1]))  # eval: mac_profile restores the mode
+                macs.append(count_macs(Chain(seg).eval(), h[:1]))  # eval: mac_profile restores the mode
                 h = run_units(seg, h)
                 if i < len(self._segments) - 1:
                     if h.dim() != 4:
@@ -216,8 +196,6 @@ class EarlyExitModel(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.training:
             return self.outputs(x)[1]
-        from .inference import skipping_forward
-
         return skipping_forward(self, x).scores
 
     def describe(self) -> dict[str, Any]:
@@ -239,15 +217,6 @@ class EarlyExitModel(nn.Module):
             "head_params": sum(p.numel() for p in self.heads.parameters()),
             "num_classes": self.num_classes,
         }
-
-
-class _Chain(nn.Module):
-    def __init__(self, units: list[nn.Module]):
-        super().__init__()
-        self.units = nn.ModuleList(units)
-
-    def forward(self, h: torch.Tensor) -> torch.Tensor:
-        return run_units(list(self.units), h)
 
 
 def _check_positions(model: nn.Module, exits: tuple[str, ...], unit_names: list[str]) -> None:

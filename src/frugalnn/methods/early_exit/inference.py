@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import copy
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import torch
 from torch import nn
@@ -27,7 +28,10 @@ from torch.nn.utils.fusion import fuse_conv_bn_eval
 
 from frugalnn.errors import UnsupportedModelError
 
-from .heads import MASKED, EarlyExitModel, run_units
+from .chain import MASKED, run_units
+
+if TYPE_CHECKING:
+    from .heads import EarlyExitModel
 
 
 @dataclass
@@ -320,7 +324,7 @@ def prepare_cpu_inference(model: nn.Module, example: torch.Tensor) -> nn.Module:
                 parent._modules[a] = fuse_conv_bn_eval(conv, bn)
                 parent._modules[b] = nn.Identity()
     fast = fast.to(memory_format=torch.channels_last)
-    if isinstance(fast, EarlyExitModel):
+    if hasattr(fast, "refresh_segments"):  # an EarlyExitModel: its segments point at the old modules
         fast.refresh_segments()
     with torch.no_grad():
         ref = model.eval()(example)

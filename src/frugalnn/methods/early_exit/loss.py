@@ -24,8 +24,9 @@ from frugalnn.core.data import ImageData
 from frugalnn.core.train import TrainConfig, TrainResult, train
 from frugalnn.errors import ConfigError
 
+from .chain import run_units
 from .config import default_pos_weight
-from .heads import EarlyExitModel, run_units
+from .heads import EarlyExitModel
 
 
 def head_loss(z: torch.Tensor, y: torch.Tensor, mode: str, pos_weight: float) -> torch.Tensor:
