@@ -6,10 +6,9 @@ import pytest
 import torch
 
 from frugalnn.cli import main
-from frugalnn.core.checkpoint import save_checkpoint
+from frugalnn.core.checkpoint import load_checkpoint, save_checkpoint
 from frugalnn.core.measure import count_macs
 from frugalnn.core.models import ModelSpec, build_model
-from frugalnn.methods.class_pruning import load_pruned
 
 
 def _checkpoint(path, num_classes: int = 10):
@@ -29,7 +28,7 @@ def test_prune_command_writes_a_loadable_thinner_checkpoint(tmp_path, capsys) ->
     assert main([*args, "--final-steps", "1", "--out", str(out)]) == 0
     printed = capsys.readouterr().out
     assert "| layer3.2.conv2 | Conv2d |" in printed and "MACs after" in printed
-    model, spec, meta = load_pruned(out)
+    model, spec, meta = load_checkpoint(out)
     x = torch.zeros(1, 1, 8, 8)
     assert count_macs(model, x) == meta["prune"]["macs"] <= 0.5 * count_macs(dense, x)
     assert (out / "layers.md").exists() and (out / "prune_record.json").exists()

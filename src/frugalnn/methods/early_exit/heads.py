@@ -3,7 +3,8 @@
 Any zoo CNN whose forward is a plain chain of its children (VGG-small, ResNet-20, LeNet-5; an
 ``nn.Linear`` after a 4-D tensor gets the implicit flatten) is cut into segments at the named exit
 positions. The wrapper stays an ``nn.Module``: ``state_dict`` holds ``backbone.*`` and ``heads.*``
-plus the per-exit β / threshold buffers, and ``save_early_exit`` / ``load_early_exit`` round-trip it.
+plus the per-exit β / threshold buffers. ``save_early_exit`` records the ``early_exit`` model transform,
+so ``core.checkpoint.load_checkpoint`` rebuilds the wrapper (``load_early_exit`` adds clearer errors).
 """
 
 from __future__ import annotations
@@ -15,10 +16,17 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from frugalnn.core.checkpoint import load_tensors, load_weights, read_meta, save_tensors
-from frugalnn.core.io import atomic_write_json
+from frugalnn.core import plugins
+from frugalnn.core.checkpoint import (
+    MODEL_FILE,
+    load_checkpoint,
+    read_meta,
+    save_checkpoint,
+    tensor_names,
+    transform_config,
+)
 from frugalnn.core.measure import count_macs
-from frugalnn.core.models import ModelSpec, build_model
+from frugalnn.core.models import ModelSpec
 from frugalnn.errors import CheckpointError, ConfigError, UnsupportedModelError
 
 from .chain import Chain, chain_units, run_units
@@ -238,45 +246,45 @@ def _check_positions(model: nn.Module, exits: tuple[str, ...], unit_names: list[
         )
 
 
+TRANSFORM = "early_exit"  # the model_transform that wraps a backbone in its exit heads
+
+
+@plugins.register("model_transform", TRANSFORM)
+def wrap_backbone(backbone: nn.Module, config: dict[str, Any]) -> EarlyExitModel:
+    """Rebuild the wrapper around a loaded backbone from the config its checkpoint recorded."""
+    return EarlyExitModel(backbone, Config.from_dict(config))
+
+
 def save_early_exit(
-    folder: str | Path, model: EarlyExitModel, spec: ModelSpec, meta: dict[str, Any] | None = None
+    folder: str | Path, model: EarlyExitModel, spec: ModelSpec | None, meta: dict[str, Any] | None = None
 ) -> Path:
-    """safetensors (backbone + heads + β/thresholds) and checkpoint.json (backbone spec + config)."""
-    folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
+    """safetensors (backbone + heads + β/thresholds) and checkpoint.json (backbone spec, and the
+    ``early_exit`` transform with the config, exits and per-exit values)."""
     config = model.config.to_dict()
     config.update(
         exits=list(model.exit_names),
         betas=[round(float(b), 6) for b in model.betas],
         thresholds=[round(float(t), 6) for t in model.thresholds],
     )
-    save_tensors(folder / "model.safetensors", model.state_dict())
-    atomic_write_json(
-        folder / "checkpoint.json", {"spec": spec.to_dict(), "early_exit": config, **(meta or {})}
-    )
-    return folder
+    return save_checkpoint(folder, model, spec, meta, transforms=[{"name": TRANSFORM, "config": config}])
 
 
-def load_early_exit(folder: str | Path) -> tuple[EarlyExitModel, ModelSpec, dict[str, Any]]:
+def load_early_exit(
+    folder: str | Path, backbone: nn.Module | None = None
+) -> tuple[EarlyExitModel, ModelSpec | None, dict[str, Any]]:
+    """``core.checkpoint.load_checkpoint`` for a checkpoint with exit heads, with errors that say
+    what to do when it has none (``backbone``: a fresh instance when the checkpoint has no spec)."""
     folder = Path(folder)
     if not folder.exists():
         raise CheckpointError(
             f"checkpoint {folder} does not exist; create one with `frugalnn early-exit train`"
         )
-    meta = read_meta(folder)
-    if "early_exit" not in meta:
+    config = transform_config(read_meta(folder), TRANSFORM)
+    if config is None:
         raise CheckpointError(
             f"{folder} is a plain model checkpoint without exit heads; run `frugalnn early-exit train --model {folder}` first"
         )
-    try:
-        spec = ModelSpec.from_dict(meta["spec"])
-    except (KeyError, TypeError) as err:
-        raise CheckpointError(
-            f"{folder}/checkpoint.json has no valid model spec ({err}); re-create it"
-        ) from None
-    model = EarlyExitModel(build_model(spec), Config.from_dict(meta["early_exit"]))
-    tensors = load_tensors(folder / "model.safetensors")
-    if model.config.mode == "hybrid" and "heads.0.conf.weight" not in tensors:
+    if config.get("mode") == "hybrid" and "heads.0.conf.weight" not in tensor_names(folder / MODEL_FILE):
         # Hybrid checkpoints written before the two-head hybrid (one shared sigmoid head per exit) hold
         # no softmax head: the generic shape error would not say what to do.
         raise CheckpointError(
@@ -284,5 +292,5 @@ def load_early_exit(folder: str | Path) -> tuple[EarlyExitModel, ModelSpec, dict
             f"the hybrid now has two (exclusion + confidence): re-train the heads with "
             f"`frugalnn early-exit train --mode hybrid --model BACKBONE`"
         )
-    load_weights(model, tensors, str(folder))
+    model, spec, meta = load_checkpoint(folder, backbone)
     return model, spec, meta
