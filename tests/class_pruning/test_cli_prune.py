@@ -56,7 +56,7 @@ def test_prune_command_refuses_a_gpu_it_does_not_have(tmp_path, capsys) -> None:
     args = ["prune", "--model", str(tmp_path / "dense"), "--data", "digits", "--device", "cuda"]
     assert main([*args, "--out", str(tmp_path / "o")]) == 2
     err = capsys.readouterr().err
-    assert "sees no CUDA GPU" in err and "--device cpu" in err and len(err.strip().splitlines()) == 1
+    assert "sees no CUDA GPU" in err and "use cpu" in err and len(err.strip().splitlines()) == 1
     assert main([*args[:-1], "tpu", "--out", str(tmp_path / "o")]) == 2
-    assert "unknown device 'tpu'; use cpu, cuda" in capsys.readouterr().err
+    assert "'tpu' is unknown; use cpu, cuda" in capsys.readouterr().err
     assert not (tmp_path / "o").exists()

@@ -79,7 +79,7 @@ def test_resume_refuses_other_config(digits, tmp_path):
 def test_bad_configs(digits):
     with pytest.raises(ConfigError, match="epochs"):
         train(_fresh(), digits, TrainConfig(epochs=-1), progress=False)
-    with pytest.raises(ConfigError, match="batch size"):
+    with pytest.raises(ConfigError, match="batch_size must be positive"):
         train(_fresh(), digits, TrainConfig(batch_size=0), progress=False)
     with pytest.raises(ConfigError, match="exceeds"):
         train(_fresh(), digits, TrainConfig(batch_size=100_000), progress=False)

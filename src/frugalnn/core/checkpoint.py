@@ -40,7 +40,7 @@ def save_tensors(
 def load_tensors(path: str | Path) -> dict[str, torch.Tensor]:
     path = Path(path)
     if not path.is_file():
-        raise CheckpointError(f"checkpoint file {path} does not exist; check --model / the path")
+        raise CheckpointError(f"checkpoint file {path} does not exist; check the path")
     try:
         return load_file(str(path))
     except (SafetensorError, OSError, ValueError) as err:

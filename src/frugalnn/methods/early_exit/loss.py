@@ -134,9 +134,8 @@ def train_joint(model: EarlyExitModel, data: ImageData, progress: bool = True) -
     """Fine-tune backbone and heads together with the full loss (core trainer: SGD, cosine, crop+flip)."""
     cfg = model.config
     pos_weight = cfg.pos_weight or default_pos_weight(model.num_classes)
-    tc = replace(
-        TrainConfig(), epochs=cfg.joint_epochs, lr=cfg.joint_lr, seed=cfg.seed, flip=data.name != "digits"
-    )
+    # flips where the data set allows them (core.data.DATASETS), as every core training run
+    tc = replace(TrainConfig(), epochs=cfg.joint_epochs, lr=cfg.joint_lr, seed=cfg.seed)
 
     def loss_fn(net: nn.Module, xb: torch.Tensor, yb: torch.Tensor) -> torch.Tensor:
         heads, final = getattr(net, "module", net).outputs(xb)
