@@ -74,7 +74,7 @@ class ExitHead(nn.Module):
 def default_exits(model: nn.Module) -> tuple[str, ...]:
     """After each block or stage but the last (the last one feeds the final classifier): VGG-small's
     blocks are its stages; ResNet-20 gets an exit after every residual block (``layer1.0`` …
-    ``layer3.1``, 8 exits), the finest "block" positions the issue names."""
+    ``layer3.1``, 8 exits), the finest positions between whole blocks."""
     kind = type(model).__name__
     if kind == "VGGSmall":
         return tuple(f"blocks.{i}" for i in range(len(model.blocks) - 1))

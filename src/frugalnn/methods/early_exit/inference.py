@@ -312,8 +312,8 @@ def prepare_cpu_inference(model: nn.Module, example: torch.Tensor) -> nn.Module:
     it, weights in channels-last layout (feed it channels-last inputs). Memory-bound BN and pooling
     passes over large early feature maps cost wall time that MACs do not show; removing them makes
     time track MACs. Use it for the no-exit baseline too when comparing speeds.
-    (Folding a head's pool into its linear layer was tried: one 10-column matmul over the whole map
-    was 2x slower than the pool on these maps, so heads stay as they are.)
+    Heads stay as they are: folding a head's pool into its linear layer gives one 10-column matmul
+    over the whole map, 2x slower than the pool on these maps.
     """
     fast = copy.deepcopy(model).eval()
     for parent in list(fast.modules()):
