@@ -20,7 +20,7 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save
 from torch import nn
 
-from frugalnn.core import plugins
+from frugalnn.core import plugins, quant  # noqa: F401  (quant registers the "quantize" transform)
 from frugalnn.core.io import atomic_write_bytes, atomic_write_json
 from frugalnn.core.models import ModelSpec, build_model
 from frugalnn.errors import CheckpointError, ConfigError
