@@ -215,9 +215,7 @@ def load_checkpoint(
     """
     folder = Path(folder)
     if not folder.exists():
-        raise CheckpointError(
-            f"checkpoint {folder} does not exist; train one with `frugalnn train --out {folder}`"
-        )
+        raise CheckpointError(f"checkpoint {folder} does not exist; check the path or save one there first")
     meta = read_meta(folder)
     spec = None
     try:

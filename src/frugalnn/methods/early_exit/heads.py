@@ -282,7 +282,8 @@ def load_early_exit(
     config = transform_config(read_meta(folder), TRANSFORM)
     if config is None:
         raise CheckpointError(
-            f"{folder} is a plain model checkpoint without exit heads; run `frugalnn early-exit train --model {folder}` first"
+            f"{folder} is a plain model checkpoint without exit heads; attach and train heads first "
+            "(attach_exits, train_heads, save_early_exit; or `frugalnn early-exit train`)"
         )
     if config.get("mode") == "hybrid" and "heads.0.conf.weight" not in tensor_names(folder / MODEL_FILE):
         # Hybrid checkpoints written before the two-head hybrid (one shared sigmoid head per exit) hold
