@@ -210,7 +210,7 @@ def main(argv: list[str] | None = None) -> int:
             ratio = args.ratios[0]
             model = copy.deepcopy(dense)
             start, cpu_start = time.perf_counter(), time.process_time()
-            _, record = compress(model, Config(ratio=ratio, **{**CONFIGS[name], **overrides}), calib)
+            _, record = compress(model, Config.preset(CONFIGS[name], ratio=ratio, **overrides), calib)
             total, cpu = time.perf_counter() - start, time.process_time() - cpu_start
             rows.append(
                 {
@@ -235,7 +235,7 @@ def main(argv: list[str] | None = None) -> int:
         models = {"dense": dense}
         cache = _load_cache(args.stats_file)
         for name in args.configs:
-            config = Config(ratio=args.ratios[0], **{**CONFIGS[name], **overrides})
+            config = Config.preset(CONFIGS[name], ratio=args.ratios[0], **overrides)
             m, _ = compress(copy.deepcopy(dense), config, calib, stats_cache=cache)
             models[name] = m
         times: dict[str, list[float]] = {k: [] for k in models}

@@ -72,7 +72,7 @@ def main(argv: list[str] | None = None) -> int:
         write_record(Path(args.out), record)
 
     for ratio in args.ratios:
-        config = Config(ratio=ratio, **CONFIGS[args.config])
+        config = Config.preset(CONFIGS[args.config], ratio=ratio)
         start = time.perf_counter()
         compressed, _ = compress(copy.deepcopy(dense), config, calib, stats_cache=cache)
         compress_s = time.perf_counter() - start

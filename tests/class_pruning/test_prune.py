@@ -162,9 +162,7 @@ def test_prune_loop_reaches_target_on_digits() -> None:
     data = dataclasses.replace(data, x_test=data.x_test[:100], y_test=data.y_test[:100])
     torch.manual_seed(0)
     model = ResNetCifar(1, 10, depth=8, width=8)
-    config = Config(
-        target_flops=0.4, iterations=2, pretrain_steps=2, finetune_steps=2, final_steps=2, batch_size=32
-    )
+    config = Config(ratio=0.6, iterations=2, pretrain_steps=2, finetune_steps=2, final_steps=2, batch_size=32)
     pruned, record = prune(model, config, data, progress=False)
     dense = count_macs(model, data.x_test[:1])
     assert count_macs(pruned, data.x_test[:1]) == record["macs"] <= 0.4 * dense
@@ -176,10 +174,18 @@ def test_prune_loop_reaches_target_on_digits() -> None:
     assert model.stem[0].out_channels == 8  # the caller's model is untouched
 
 
-@pytest.mark.parametrize("target", [0.0, 1.0, -0.5, 1.5])
-def test_target_outside_unit_interval_is_rejected(target: float) -> None:
-    with pytest.raises(ConfigError, match="strictly between 0 and 1"):
-        Config(target_flops=target).validate()
+@pytest.mark.parametrize("ratio", [0.0, 1.0, -0.5, 1.5, float("nan")])
+def test_ratio_outside_unit_interval_is_rejected(ratio: float) -> None:
+    with pytest.raises(ConfigError, match=r"^ratio must be"):
+        Config(ratio=ratio).validate()
+
+
+def test_old_config_dicts_load_with_ratio_removed() -> None:
+    old = {"method": "l1", "target_flops": 0.4, "iterations": 2}  # version-1 record: share kept
+    cfg = Config.from_dict(old)
+    assert cfg.ratio == pytest.approx(0.6) and cfg.method == "l1" and cfg.iterations == 2
+    assert Config.from_dict(cfg.to_dict()) == cfg
+    assert Config.preset("ours").relative_threshold == 0.1 and Config.preset("l1").method == "l1"
 
 
 def test_unsupported_layers_are_named() -> None:

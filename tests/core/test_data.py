@@ -120,9 +120,9 @@ def test_unknown_names():
 
 
 def test_missing_asset_names_the_fix(empty_cache):
-    with pytest.raises(MissingAssetError, match="make assets"):
+    with pytest.raises(MissingAssetError, match="frugalnn assets fetch"):
         data.load_fashion_mnist()
-    with pytest.raises(MissingAssetError, match="make assets"):
+    with pytest.raises(MissingAssetError, match="frugalnn assets fetch"):
         data.load_text("austen:emma")
 
 

@@ -137,8 +137,8 @@ def test_config_rejects_bad_values():
         {"chars_per_minute": 0},
         {"max_new_tokens": 0},
     ):
-        with pytest.raises(ConfigError):
-            Config(**bad)
+        with pytest.raises(ConfigError, match=next(iter(bad))):
+            Config(**bad).validate()
 
 
 def test_answer_extraction_options_and_wilson_interval():
@@ -170,7 +170,7 @@ def test_mmlu_sample_follows_the_documented_protocol():
     try:
         path = asset_path("mmlu")
     except MissingAssetError:
-        pytest.fail("mmlu asset not installed; run make assets")
+        pytest.fail("mmlu asset not installed; run frugalnn assets fetch")
     rows = [json.loads(line) for line in open(path, encoding="utf-8") if line.strip()]
     rows = [r for r in rows if r["correct_answer"] in ("A", "B", "C", "D")]  # 2 rows say just "answer"
     rows = [r for r in rows if len(split_sentences(r["question"])) >= 3]

@@ -13,7 +13,6 @@ from __future__ import annotations
 import copy
 import logging
 import time
-from dataclasses import asdict
 from typing import Any
 
 import torch
@@ -254,7 +253,7 @@ def compress(
     """
     _check_calib(calib)
     found = discover(model)
-    config.validate(len(found.layers))
+    config.validate().check_layers(len(found.layers))
     n = config.effective_group_size
     dense_params = sum(p.numel() for p in model.parameters())
     was_training = model.training
@@ -310,7 +309,7 @@ def _record(
     shared = found.resolve(config.share, found.default_share()) if config.effective_group_size > 1 else []
     return {
         "method": config.method,
-        "config": asdict(config),
+        "config": config.to_dict(),
         "layers": len(found.layers),
         "decoder_layers": found.layers_name,
         "types": {t: found.roles[t] for t in found.types},
