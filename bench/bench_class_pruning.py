@@ -16,6 +16,7 @@ from pathlib import Path
 import torch
 
 from frugalnn.core.assets import cache_dir
+from frugalnn.core.checkpoint import load_checkpoint
 from frugalnn.core.data import load_fashion_mnist
 from frugalnn.core.report import make_record, markdown_table, write_markdown, write_record
 from frugalnn.core.zoo import load_pretrained
@@ -28,7 +29,6 @@ from frugalnn.experiments.class_pruning import (
     speed,
     write_report,
 )
-from frugalnn.methods.class_pruning import load_pruned
 
 RESULTS = Path(__file__).resolve().parent.parent / "docs" / "results"
 GRID_JSON = RESULTS / "class_pruning.json"
@@ -207,14 +207,14 @@ def speed_bench(args: argparse.Namespace) -> None:
     measured_keys = {_key(r) for r in out}
     for model_name in sorted({r["model"] for r in rows}):
         base = SAVE_DIR / f"base-{model_name}"
-        dense, _, _ = load_pruned(base) if base.exists() else load_pretrained(model_name)
+        dense, _, _ = load_checkpoint(base) if base.exists() else load_pretrained(model_name)
         mine = [
             r
             for r in rows
             if r["model"] == model_name and r.get("checkpoint") and _key(r) not in measured_keys
         ]
         for r in mine:
-            pruned, _, _ = load_pruned(r["checkpoint"])
+            pruned, _, _ = load_checkpoint(r["checkpoint"])
             ips = speed({"dense": dense, "pruned": pruned}, x, rounds=args.rounds)
             promised = r["dense_macs"] / r["macs"]
             measured = ips["pruned"] / ips["dense"]
@@ -304,7 +304,7 @@ def widths(args: argparse.Namespace) -> None:
     out = []
     for model_name in args.models:
         base = SAVE_DIR / f"base-{model_name}"
-        dense, _, _ = load_pruned(base) if base.exists() else load_pretrained(model_name)
+        dense, _, _ = load_checkpoint(base) if base.exists() else load_pretrained(model_name)
         dense.eval()
         dense_macs = count_macs(dense, x[:1])
         for keep in args.keeps:

@@ -44,7 +44,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _load(name: str):  # noqa: ANN202 - (model, spec, early-exit config or None)
-    from frugalnn.core.checkpoint import load_checkpoint, read_meta
+    from frugalnn.core.checkpoint import load_checkpoint, read_meta, transform_config
     from frugalnn.core.zoo import RECIPES, load_pretrained
 
     if not Path(name).exists():
@@ -54,7 +54,7 @@ def _load(name: str):  # noqa: ANN202 - (model, spec, early-exit config or None)
         raise ConfigError(
             f"--model {name!r} is neither a checkpoint folder nor a zoo name ({', '.join(RECIPES)})"
         )
-    if "early_exit" in read_meta(name):
+    if transform_config(read_meta(name), "early_exit") is not None:
         from frugalnn.methods.early_exit import load_early_exit
         from frugalnn.methods.early_exit.export import FullDepth
 

@@ -35,11 +35,11 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def load_model(name: str):  # noqa: ANN201 - (model, spec, meta)
     """A checkpoint folder (dense or pruned) or a zoo baseline name."""
+    from frugalnn.core.checkpoint import load_checkpoint
     from frugalnn.core.zoo import RECIPES, load_pretrained
-    from frugalnn.methods.class_pruning import load_pruned
 
     if Path(name).exists():
-        return load_pruned(name)
+        return load_checkpoint(name)
     if name in RECIPES:
         return load_pretrained(name)
     raise CheckpointError(

@@ -18,6 +18,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from frugalnn.core.checkpoint import load_checkpoint
 from frugalnn.core.data import ImageData, load_fashion_mnist
 from frugalnn.core.measure import accuracy, count_macs, count_params, fastest_seconds
 from frugalnn.core.report import (
@@ -31,7 +32,7 @@ from frugalnn.core.report import (
 from frugalnn.core.train import train
 from frugalnn.core.zoo import load_pretrained
 from frugalnn.experiments import register
-from frugalnn.methods.class_pruning import BUDGETS, METHODS, Config, load_pruned, prune, save_pruned
+from frugalnn.methods.class_pruning import BUDGETS, METHODS, Config, prune, save_pruned
 from frugalnn.methods.class_pruning.prune import finetune_config
 
 # Fine-tuning budgets and the variants a table names (criterion + config change) are the method's
@@ -61,7 +62,7 @@ def run_one(
 ) -> dict[str, Any]:
     """Prune one baseline (the zoo's, or the checkpoint ``base``) with one method (a VARIANTS name, or
     ``dense``: the same fine-tuning budget without pruning, the control) to one target; a flat row."""
-    dense, spec, _ = load_pruned(base) if base else load_pretrained(model_name)
+    dense, spec, _ = load_checkpoint(base) if base else load_pretrained(model_name)
     overrides = {**VARIANTS.get(method, {"method": "l1"}), **budget}
     # ``target`` is the share of MACs kept (the bench plans' key); the config's ratio is the share removed
     config = Config(ratio=round(1.0 - target, 12), seed=seed, round_to=round_to, device=device, **overrides)

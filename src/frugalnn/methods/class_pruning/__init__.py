@@ -16,8 +16,6 @@ from frugalnn.methods.class_pruning.graph import (
     ChannelGraph,
     MacModel,
     check_supported,
-    layer_shapes,
-    load_pruned,
     prune_channels,
     save_pruned,
 )
@@ -49,8 +47,6 @@ __all__ = [
     "check_supported",
     "class_aware_scores",
     "l1_scores",
-    "layer_shapes",
-    "load_pruned",
     "prune",
     "prune_channels",
     "save_pruned",

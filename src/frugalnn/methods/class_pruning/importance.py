@@ -20,7 +20,7 @@ class ClassScores:
         classes the filter matters for (Sec. III-A of arXiv 2312.05875).
     magnitude: Σ_k mean_{n∈k} mean over positions of |a·∂L/∂a| from the same backward passes; only
         breaks ties between filters of equal score (on a trained net most filters matter for all K classes
-        somewhere, so the count alone cannot order them — the pilot runs in docs/class_pruning.md).
+        somewhere, so the count alone cannot order them; docs/class_pruning.md shows the score spread).
     """
 
     score: dict[str, torch.Tensor]

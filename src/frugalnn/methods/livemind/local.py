@@ -4,7 +4,7 @@ The backend keeps the KV cache of the last sequence it ran. A new call renders i
 chat template, finds the longest common prefix of token ids with what the cache holds, crops the cache
 there and prefills only the rest. With the ``ua-spi`` format earlier messages never change, so an
 inference step prefills only its new segment, and the final answer only the last segment and the
-options (LiveMind §3; the issue's "keep the KV cache of everything already seen").
+options (LiveMind §3: the KV cache of everything already seen is kept).
 """
 
 from __future__ import annotations
