@@ -74,9 +74,7 @@ def parse_calib(spec: str) -> list[tuple[str, float]]:
         kind = source.partition(":")[0]
         known = {s.partition(":")[0] for s in TEXT_SOURCES}
         if kind not in known:
-            raise ConfigError(
-                f"unknown text source {source!r}; choose from mix, {', '.join(TEXT_SOURCES)}"
-            )
+            raise ConfigError(f"unknown text source {source!r}; choose from mix, {', '.join(TEXT_SOURCES)}")
     if len({s for s, _ in items}) != len(items):
         raise ConfigError(f"calib {spec!r} names a source twice; give each once")
     total = sum(w for _, w in items)
