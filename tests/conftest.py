@@ -27,3 +27,35 @@ def smol_tokenizer():
     except MissingAssetError:
         pytest.fail("smollm2 asset not installed; run frugalnn assets fetch")
     return AutoTokenizer.from_pretrained(str(folder))
+
+
+def _write_legacy_llm_folder(model, folder, tokenizer=None):
+    """A compressed LLM folder in the format before HF-loadable folders: the dense config,
+    frugalnn_compression.json (with the aliases of shared tensors) and frugalnn_model.safetensors."""
+    import json
+    from pathlib import Path
+
+    from safetensors.torch import save_file
+
+    folder = Path(folder)
+    folder.mkdir(parents=True)
+    model.config.save_pretrained(folder)
+    state, aliases, seen = {}, {}, {}
+    for key, tensor in model.state_dict().items():
+        ident = (tensor.untyped_storage().data_ptr(), tensor.storage_offset(), tuple(tensor.shape))
+        if ident in seen:
+            aliases[key] = seen[ident]
+        else:
+            seen[ident] = key
+            state[key] = tensor.contiguous()
+    save_file(state, str(folder / "frugalnn_model.safetensors"))
+    spec = {k: v for k, v in model.frugalnn_compression.items() if k != "base_model_type"}
+    (folder / "frugalnn_compression.json").write_text(json.dumps({**spec, "aliases": aliases}))
+    if tokenizer is not None:
+        tokenizer.save_pretrained(folder)
+    return folder
+
+
+@pytest.fixture
+def write_legacy_llm_folder():
+    return _write_legacy_llm_folder

@@ -169,14 +169,16 @@ def test_shared_basis_is_one_object_before_and_after_save_load(tmp_path, smol_to
         assert torch.equal(loaded(ids).logits, before)
 
 
-def test_folder_with_the_old_dotted_loader_path_loads_and_other_paths_are_refused(tmp_path):
+def test_folder_with_the_old_dotted_loader_path_loads_and_other_paths_are_refused(
+    tmp_path, write_legacy_llm_folder
+):
     """Folders written before the plug-in registry name the rebuild function by its import path."""
     import json
 
     from frugalnn.errors import CheckpointError
 
     model, _ = compress(tiny("llama"), Config(ratio=0.3, group_size=2), calib(), progress=False)
-    save_causal_lm(model, None, tmp_path / "c")
+    write_legacy_llm_folder(model, tmp_path / "c")
     spec_path = tmp_path / "c" / "frugalnn_compression.json"
     spec = json.loads(spec_path.read_text())
     assert spec.pop("layer") == "basis_sharing"

@@ -4,6 +4,7 @@ measure its perplexity, describe it, chat with it."""
 from __future__ import annotations
 
 import argparse
+import sys
 import time
 from pathlib import Path
 
@@ -156,7 +157,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
             rows[domain][label] = perplexity(model, windows, batch_size=args.batch_size)
             rows[domain]["tokens"] = windows.numel()
         print(
-            f"{name}: {count_parameters(model):,} parameters; {time.perf_counter() - start:.1f} s", flush=True
+            f"{name}: {count_parameters(model):,} parameters; {time.perf_counter() - start:.1f} s",
+            file=sys.stderr,
         )
         del model
     for row in rows.values():

@@ -10,13 +10,15 @@ The bundled GGUF is dequantised once (about 15 s) and cached as a normal Hugging
 ``$FRUGALNN_CACHE/models/smollm2``, so later loads take about a second.
 
 Compressed models. A method that swaps modules (e.g. Basis Sharing's shared-basis linears) registers a
-rebuild function with ``core.plugins.register("llm_layer", NAME)`` and sets
-``model.frugalnn_compression = {"layer": NAME, ...}``. ``save_causal_lm`` then writes the HF config,
-``frugalnn_compression.json`` and one safetensors file in which tensors that share storage are stored
-once (aliases listed in the JSON). ``load_causal_lm`` sees the JSON, builds the dense architecture from
-the config, looks ``NAME`` up in the ``llm_layer`` registry, calls ``rebuild(model, spec)`` (which swaps
-the modules back in, sharing the same Parameter objects) and loads the weights strictly. Core never
-imports a method, and nothing named in the file is imported: only registered functions can run.
+rebuild function with ``core.plugins.register("llm_layer", NAME)``, a modelling-file writer with
+``register("llm_modeling", NAME)``, and sets ``model.frugalnn_compression = {"layer": NAME, ...}``.
+``save_causal_lm`` then writes a Hugging Face folder that transformers loads with
+``trust_remote_code=True`` (core/llm_hf.py). ``load_causal_lm`` builds the dense architecture from the
+config, looks ``NAME`` up in the ``llm_layer`` registry, calls ``rebuild(model, spec)`` (which swaps the
+modules back in, sharing the same Parameter objects) and loads the weights strictly; it never runs the
+modelling file. Folders of the earlier format (``frugalnn_compression.json`` + ``frugalnn_model.safetensors``)
+still load. Core never imports a method, and nothing named in a file is imported: only registered
+functions can run.
 """
 
 from __future__ import annotations
@@ -58,6 +60,8 @@ def load_causal_lm(
         folder = _bundled_folder(name)
         return _load_hf_folder(folder, dtype, device_map)
     path = Path(name).expanduser()
+    if not path.exists() and _looks_like_hub_id(name):
+        return _load_hub(name, dtype, device_map)
     if not path.exists():
         raise CheckpointError(
             f"model {name!r} not found; give an existing Hugging Face model folder (with config.json), "
@@ -74,6 +78,33 @@ def load_causal_lm(
             model = model.to(device_map)
         return model, tok
     return _load_hf_folder(path, dtype, device_map)
+
+
+def _looks_like_hub_id(name: str) -> bool:
+    """``org/name`` (one slash, no path syntax): a Hugging Face Hub repository id."""
+    parts = name.split("/")
+    return (
+        len(parts) == 2
+        and all(p and not p.startswith(".") and " " not in p for p in parts)
+        and "\\" not in name
+    )
+
+
+def _load_hub(repo_id: str, dtype: torch.dtype, device_map: Any) -> tuple[torch.nn.Module, Any]:
+    """A Hub id through transformers (its cache, ``HF_HOME``, ``HF_HUB_OFFLINE`` apply as usual)."""
+    from huggingface_hub import snapshot_download
+
+    try:
+        folder = snapshot_download(
+            repo_id, allow_patterns=["*.json", "*.safetensors", "*.model", "*.txt", "*.jinja"]
+        )
+    except Exception as err:  # offline without a cached copy, unknown repo, gated repo
+        raise CheckpointError(
+            f"model {repo_id!r} is neither a local folder nor in the Hugging Face cache, and the Hub could not "
+            f"give it ({type(err).__name__}); download it where the Hub is reachable "
+            f"(huggingface-cli download {repo_id}) or give a local folder"
+        ) from None
+    return _load_hf_folder(Path(folder), dtype, device_map)
 
 
 def _bundled_folder(name: str) -> Path:
@@ -169,10 +200,14 @@ def _json_field(path: Path, key: str) -> Any:
 def _load_hf_folder(folder: Path, dtype: torch.dtype, device_map: Any) -> tuple[torch.nn.Module, Any]:
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    config = _load_config(folder)
-    if (folder / COMPRESSION_FILE).is_file():
-        model = _load_compressed(folder, config, dtype)
+    from frugalnn.core.llm_hf import is_hf_compressed, load_hf_compressed
+
+    if is_hf_compressed(folder):
+        model = load_hf_compressed(folder, dtype)
+    elif (folder / COMPRESSION_FILE).is_file():  # the format before HF-loadable folders
+        model = _load_compressed(folder, _load_config(folder), dtype)
     else:
+        config = _load_config(folder)  # a clear error for a missing or unknown config first
         try:
             model = AutoModelForCausalLM.from_pretrained(str(folder), dtype=dtype, device_map=device_map)
         except ValueError as err:
@@ -190,7 +225,16 @@ def _load_hf_folder(folder: Path, dtype: torch.dtype, device_map: Any) -> tuple[
                 "the weight files are missing or corrupt: save the model again"
             ) from None
     try:
-        tok = AutoTokenizer.from_pretrained(str(folder))
+        # never the folder's modelling code for a tokenizer (no prompt); a compressed folder's renamed
+        # model_type only makes transformers warn that the config is not the tokenizer's: quiet that
+        from transformers.utils import logging as hf_logging
+
+        level = hf_logging.get_verbosity()
+        hf_logging.set_verbosity_error()
+        try:
+            tok = AutoTokenizer.from_pretrained(str(folder), trust_remote_code=False)
+        finally:
+            hf_logging.set_verbosity(level)
     except Exception as err:
         raise CheckpointError(
             f"{folder} has no usable tokenizer ({type(err).__name__}); save the tokenizer into the folder "
@@ -253,41 +297,21 @@ def _layer_name(spec: dict[str, Any], folder: Path) -> str:
 def save_causal_lm(
     model: torch.nn.Module, tokenizer: Any, out_dir: str | os.PathLike, overwrite: bool = False
 ) -> Path:
-    """Save model + tokenizer to a folder atomically; ``load_causal_lm(out_dir)`` gives identical logits."""
-    from safetensors.torch import save_file
+    """Save model + tokenizer to a folder atomically; ``load_causal_lm(out_dir)`` gives identical logits.
+
+    A compressed model is written in Hugging Face form (core/llm_hf.py): transformers loads it with
+    ``AutoModelForCausalLM.from_pretrained(out_dir, trust_remote_code=True)``."""
+    from frugalnn.core.llm_hf import save_hf_compressed
 
     spec = getattr(model, "frugalnn_compression", None)
     with atomic_output_dir(out_dir, overwrite=overwrite) as tmp:
         if spec is None:
             model.save_pretrained(tmp)
         else:
-            model.config.save_pretrained(tmp)
-            state, aliases = _dedup_state(model.state_dict())
-            save_file(state, str(tmp / COMPRESSED_WEIGHTS))
-            atomic_write_json(tmp / COMPRESSION_FILE, {**spec, "aliases": aliases})
+            save_hf_compressed(model, tmp, spec)
         if tokenizer is not None:
             tokenizer.save_pretrained(tmp)
     return Path(out_dir)
-
-
-def _dedup_state(state: dict[str, torch.Tensor]) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
-    """Keep each shared tensor once (safetensors refuses aliased storage); return the alias map."""
-    seen: dict[tuple[int, int, tuple[int, ...], tuple[int, ...]], str] = {}
-    out: dict[str, torch.Tensor] = {}
-    aliases: dict[str, str] = {}
-    for key, tensor in state.items():
-        ident = (
-            tensor.untyped_storage().data_ptr(),
-            tensor.storage_offset(),
-            tuple(tensor.shape),
-            tensor.stride(),
-        )
-        if ident in seen:
-            aliases[key] = seen[ident]
-        else:
-            seen[ident] = key
-            out[key] = tensor.detach().contiguous().cpu()
-    return out, aliases
 
 
 # --------------------------------------------------------------------------- using

@@ -6,6 +6,7 @@ SVD-LLM as settings of the same code path.
 """
 
 from frugalnn.methods import register_method
+from frugalnn.methods.basis_sharing import hf_modeling  # noqa: F401  (registers the llm_modeling plug-in)
 from frugalnn.methods.basis_sharing.compress import compress
 from frugalnn.methods.basis_sharing.config import BasisSharingConfig, Config, rank_for_ratio
 from frugalnn.methods.basis_sharing.layers import Basis, SharedBasisLinear
