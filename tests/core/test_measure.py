@@ -102,3 +102,64 @@ def test_layer_walker_visits_in_execution_order_and_cleans_up_after_an_error():
     with pytest.raises(RuntimeError, match="stop"):
         walk_layers(model, torch.zeros(1, 4), lambda n, m: n == "0", boom)
     assert model.training and not model[0]._forward_hooks
+
+
+class _Mixed(torch.nn.Module):
+    """Every layer type count_macs handles, on (N, 4, 8, 8) images."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        nn = torch.nn
+        self.conv1d = nn.Conv1d(4, 6, 3, padding=1)
+        self.conv3d = nn.Conv3d(1, 2, (2, 3, 3), padding=(0, 1, 1))
+        self.grouped = nn.Conv2d(4, 8, 3, padding=1, groups=2)
+        self.up = nn.ConvTranspose2d(8, 4, 2, stride=2, groups=2)
+        self.attn = nn.MultiheadAttention(16, 4, batch_first=True, kdim=12, vdim=10)
+        self.to_k, self.to_v = nn.Linear(4, 12), nn.Linear(4, 10)
+        self.head = nn.Linear(16 * 16, 3)
+
+    def forward(self, x):
+        n = x.shape[0]
+        a = self.conv1d(x.flatten(2)).sum()  # (N, 6, 64)
+        b = self.conv3d(x[:, :1].unsqueeze(1).expand(n, 1, 2, 8, 8).contiguous()).sum()
+        h = self.up(self.grouped(x))  # (N, 4, 16, 16)
+        tokens = h.flatten(2).reshape(n, 16, 64)[..., :16]  # 16 tokens of 16 features
+        ctx = x.flatten(2).transpose(1, 2)[:, :20]  # (N, 20, 4): another source length
+        # need_weights: the eager bmm path (the flop counter does not see the fused SDPA kernel)
+        out, _ = self.attn(tokens, self.to_k(ctx), self.to_v(ctx), need_weights=True)
+        return self.head(out.flatten(1)) + a + b
+
+
+def test_macs_of_every_layer_type_match_torch_flop_counter() -> None:
+    from torch.utils.flop_counter import FlopCounterMode
+
+    torch.manual_seed(0)
+    model = _Mixed()
+    x = torch.randn(3, 4, 8, 8)
+    model.train()  # the reference: eager ops (MultiheadAttention's inference fast path is one fused op)
+    with FlopCounterMode(display=False) as counter:
+        model(x)
+    assert 2 * count_macs(model, x) * len(x) == counter.get_total_flops()
+
+
+def test_uncounted_modules_with_parameters_warn_once_by_type() -> None:
+    import warnings
+
+    from frugalnn.core import measure
+
+    class Scale(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.w = torch.nn.Parameter(torch.ones(4))
+
+        def forward(self, x):
+            return x * self.w
+
+    model = torch.nn.Sequential(torch.nn.Linear(4, 4), Scale(), Scale(), torch.nn.LayerNorm(4))
+    measure._WARNED.discard("Scale")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        assert count_macs(model, torch.zeros(2, 4)) == 16
+        count_macs(model, torch.zeros(2, 4))
+    messages = [str(w.message) for w in caught]
+    assert len(messages) == 1 and "modules of type Scale" in messages[0] and "'1'" in messages[0]

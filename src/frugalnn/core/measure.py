@@ -1,13 +1,17 @@
 """Cost and quality measures: parameters, MACs per layer (forward hooks), accuracy, throughput.
 
-MACs count multiply-accumulates of conv, linear (incl. GPT-2's Conv1D) and attention matmuls
-(QKᵀ and AV) for the actual input shapes seen in one forward pass; element-wise ops, pooling and
-normalisation are not counted (the usual convention, e.g. in the ResNet paper's FLOP figures).
+MACs count multiply-accumulates of every convolution (1-3 d, transposed, grouped), linear (incl.
+GPT-2's Conv1D), ``nn.MultiheadAttention`` (its projections and both attention matmuls) and the QKᵀ /
+AV matmuls of transformers' attention modules, for the input shapes seen in one forward pass.
+Element-wise ops, pooling, normalisation and embedding look-ups are not counted (the usual convention,
+e.g. in the ResNet paper's FLOP figures); any other module with parameters of its own that ran gets
+one warning naming its type, so a count is never silently low.
 """
 
 from __future__ import annotations
 
 import time
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -39,10 +43,36 @@ def count_params(model: nn.Module, trainable_only: bool = False) -> int:
     return total
 
 
-def _conv_macs(module: nn.Conv2d, out: torch.Tensor) -> int:
-    # each output element: (C_in / groups) * kH * kW multiply-accumulates
-    per_out = module.in_channels // module.groups * module.kernel_size[0] * module.kernel_size[1]
-    return int(out.numel() // out.shape[0] * per_out)
+def _conv_macs(module: nn.modules.conv._ConvNd, inp: torch.Tensor, out: torch.Tensor) -> int:
+    """Per sample. A convolution: each output element takes (C_in / groups)·∏kernel MACs; a transposed
+    one scatters each input element into (C_out / groups)·∏kernel outputs."""
+    kernel = int(np.prod(module.kernel_size))
+    if module.transposed:
+        return int(inp.numel() // inp.shape[0] * module.out_channels // module.groups * kernel)
+    return int(out.numel() // out.shape[0] * module.in_channels // module.groups * kernel)
+
+
+def _mha_macs(module: nn.MultiheadAttention, inputs: tuple, kwargs: dict) -> int:
+    """Per sample: the q/k/v projections, QKᵀ and AV (2·L·S·E) and the output projection."""
+    query = inputs[0] if inputs else kwargs["query"]
+    key = inputs[1] if len(inputs) > 1 else kwargs.get("key", query)
+    seq_dim = 1 if module.batch_first and query.dim() == 3 else 0
+    length, source = query.shape[seq_dim], key.shape[seq_dim]
+    embed = module.embed_dim
+    projections = length * embed * embed + source * (module.kdim + module.vdim) * embed
+    return int(projections + 2 * length * source * embed + length * embed * embed)
+
+
+# modules with parameters whose cost is not counted by convention (look-ups, normalisation, scaling)
+NOT_COUNTED = (
+    nn.Embedding,
+    nn.EmbeddingBag,
+    nn.modules.batchnorm._NormBase,
+    nn.LayerNorm,
+    nn.GroupNorm,
+    nn.PReLU,
+)
+_WARNED: set[str] = set()
 
 
 def _attention_macs(module: nn.Module, hidden: torch.Tensor) -> int:
@@ -101,7 +131,18 @@ def walk_layers(
 
 def _costed(name: str, module: nn.Module) -> bool:
     kind = type(module).__name__
-    return isinstance(module, nn.Conv2d | nn.Linear) or kind == "Conv1D" or kind.endswith("Attention")
+    return (
+        isinstance(module, nn.modules.conv._ConvNd | nn.Linear | nn.MultiheadAttention)
+        or kind == "Conv1D"
+        or kind.endswith("Attention")
+    )
+
+
+def _uncounted(name: str, module: nn.Module) -> bool:
+    """A module with parameters of its own that the count leaves out (and convention does not)."""
+    if _costed(name, module) or isinstance(module, NOT_COUNTED) or type(module).__name__.endswith("Norm"):
+        return False
+    return any(True for _ in module.parameters(recurse=False))
 
 
 def mac_profile(model: nn.Module, example: torch.Tensor | dict, per_sample: bool = True) -> list[LayerCost]:
@@ -114,8 +155,21 @@ def mac_profile(model: nn.Module, example: torch.Tensor | dict, per_sample: bool
         if not isinstance(out, torch.Tensor):
             return
         kind = type(mod).__name__
-        if isinstance(mod, nn.Conv2d):
-            macs = _conv_macs(mod, out)
+        if _uncounted(name, mod):
+            if kind not in _WARNED:
+                _WARNED.add(kind)
+                warnings.warn(
+                    f"count_macs does not count modules of type {kind} (e.g. {name!r}); the total leaves "
+                    "their multiply-accumulates out",
+                    stacklevel=2,
+                )
+            return
+        if isinstance(mod, nn.modules.conv._ConvNd):
+            x = inputs[0] if inputs else kwargs.get("input")
+            macs = _conv_macs(mod, x, out)
+        elif isinstance(mod, nn.MultiheadAttention):
+            macs = _mha_macs(mod, inputs, kwargs)
+            kind = "multihead-attention"
         elif isinstance(mod, nn.Linear):
             macs = int(out.numel() // out.shape[-1] * mod.in_features * mod.out_features // batch)
         elif kind == "Conv1D":  # transformers' GPT-2 linear: weight (in, out)
@@ -128,7 +182,7 @@ def mac_profile(model: nn.Module, example: torch.Tensor | dict, per_sample: bool
         own = sum(p.numel() for p in mod.parameters(recurse=False))
         records.append(LayerCost(name, kind, macs if per_sample else macs * batch, own, tuple(out.shape[1:])))
 
-    walk_layers(model, example, _costed, visit)
+    walk_layers(model, example, lambda n, m: _costed(n, m) or _uncounted(n, m), visit)
     return records
 
 
