@@ -1,4 +1,4 @@
-"""Reference baselines on Fashion-MNIST (full test set): writes docs/results/baselines.{json,md,png}.
+"""Reference baselines on Fashion-MNIST (full test set): writes docs/results/baselines/baselines.{json,md,png}.
 
 Builds any missing zoo model with its recipe (about 15-30 min each on 2 cores), then measures
 accuracy, parameters, MACs and training / inference throughput with 1 torch thread, and training

@@ -4,7 +4,7 @@
     .venv/bin/python bench/bench_basis_sharing.py --what time          # calibration + factorisation at 20%
     .venv/bin/python bench/bench_basis_sharing.py --what throughput    # batch 8 x 512 forward, 50%
 
-Each measured figure is appended to docs/results/basis_sharing_<what>[_<tag>].json as soon as it exists,
+Each measured figure is appended to docs/results/basis_sharing/basis_sharing_<what>[_<tag>].json as soon as it exists,
 so a killed run keeps what it measured. Perplexity points reuse the dense model's Gram matrices across
 ratios (they do not depend on the ratio with dense propagation), so calibration runs once per sweep.
 """
@@ -64,7 +64,7 @@ def _store_cache(path: str, cache: dict) -> None:
 
 
 def report() -> int:
-    """Merge every basis_sharing_ppl*.json into one table (docs/results/basis_sharing.md) and a plot."""
+    """Merge every basis_sharing_ppl*.json into one table (docs/results/basis_sharing/basis_sharing.md) and a plot."""
     import json
 
     from frugalnn.core.report import line_plot, markdown_table, write_markdown

@@ -7,7 +7,7 @@ perplexity on Pride and Prejudice (the protocol's 80 windows) and on 16 held-out
 train LoRA on the coefficient matrices with each learning rate (on the 64 calibration windows only)
 and measure both again. The learning rate is chosen on the held-out Emma windows (calibration-side
 text), never on Pride and Prejudice. Rows are appended to
-docs/results/basis_sharing_recovery.json as soon as they exist.
+docs/results/basis_sharing/basis_sharing_recovery.json as soon as they exist.
 """
 
 from __future__ import annotations

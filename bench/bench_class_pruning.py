@@ -157,7 +157,7 @@ def plan(args: argparse.Namespace) -> None:
 
 
 def import_rows(args: argparse.Namespace) -> None:
-    """JSON lines from ``plan`` → docs/results/class_pruning_<prefix>-<budget>.json / .md, one per budget."""
+    """JSON lines from ``plan`` → docs/results/class_pruning/class_pruning_<prefix>-<budget>.json / .md, one per budget."""
     rows = [json.loads(line) for line in Path(args.rows).read_text().splitlines() if line.strip()]
     data = load_fashion_mnist(seed=0)
     for budget in sorted({r["budget_name"] for r in rows}):
@@ -416,7 +416,7 @@ def main() -> None:
     g.add_argument("--targets", nargs="+", type=float, default=[0.2])
     g.add_argument("--seeds", nargs="+", type=int, default=[0])
     g.add_argument("--round-to", type=int, default=4)
-    g.add_argument("--tag", default="", help="write docs/results/class_pruning_TAG.json (parallel runs)")
+    g.add_argument("--tag", default="", help="write docs/results/class_pruning/class_pruning_TAG.json (parallel runs)")
     g.add_argument(
         "--budget",
         choices=sorted(BUDGETS),

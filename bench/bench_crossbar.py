@@ -1,6 +1,6 @@
 """Benchmark of the RRAM crossbar substrate (hw/crossbar.py): costs and accuracy under variation.
 
-Runs with one thread (OMP/MKL/torch = 1). Writes docs/results/crossbar.json.
+Runs with one thread (OMP/MKL/torch = 1). Writes docs/results/crossbar/crossbar.json.
 1. Cost model: tiles, cycles, energy and EDP per inference of LeNet-5 (28x28), VGG-small and ResNet-20
    (32x32x3) when every tile fits and when only 64 / 16 / 4 crossbars must be reprogrammed per inference
    (the BasisN baseline), 128x128 tiles, default constants.

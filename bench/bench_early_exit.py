@@ -1,12 +1,12 @@
 """Benchmark: class-exclusion early exit vs confidence exit vs no exit on Fashion-MNIST.
 
 Runs the ``early-exit`` study on VGG-small and ResNet-20 (zoo baselines), with torch limited to ONE
-thread, and writes docs/results/early_exit*.json (make_record: config, seed, versions, data identity),
+thread, and writes docs/results/early_exit/early_exit*.json (make_record: config, seed, versions, data identity),
 early_exit.md (tables) and the accuracy-vs-MACs and exit-histogram plots.
 
     .venv/bin/python bench/bench_early_exit.py [--quick] [--out docs/results] [--ablation]
     .venv/bin/python bench/bench_early_exit.py --joint 2 [--joint-images 20000] [--models vgg-small]
-        # ablation: joint fine-tuning of backbone + heads -> docs/results/early_exit_joint*
+        # ablation: joint fine-tuning of backbone + heads -> docs/results/early_exit/early_exit_joint*
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """Benchmark of the gate-level substrate (issue 4): simulator speed, bit-exactness, OpenSTA cross-checks.
 
-Runs with one thread (OMP/MKL/torch = 1). Writes docs/results/hw_bench.json.
+Runs with one thread (OMP/MKL/torch = 1). Writes docs/results/hw_mac/hw_bench.json.
 1. zero-delay energy of the 8-bit MAC: all 256 weights x 65,536 activation transitions (target < 60 s);
 2. glitch-aware timed simulation (Liberty delays, and unit delay): 256 weights x 4,096 transitions (< 120 s);
 3. our simulator vs Icarus Verilog (vendor cell models) on the mapped 8-bit MAC datapath, 100,000 vectors;

