@@ -1,4 +1,4 @@
-"""Reporting for the early-exit study (experiments/early_exit.py): the equal-accuracy comparison, the
+"""Reporting for the early-exit study (``study.py``): the equal-accuracy comparison, the
 issue's three targets, JSON records, Markdown tables and plots. Pure functions of the study's results."""
 
 from __future__ import annotations

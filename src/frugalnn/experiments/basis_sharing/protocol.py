@@ -1,4 +1,4 @@
-"""Experiment ``basis-sharing``: SmolLM2-135M perplexity against compression ratio for Basis Sharing,
+"""The protocol of the ``basis-sharing`` experiment: SmolLM2-135M perplexity against compression ratio for Basis Sharing,
 SVD-LLM, ASVD and SVD, with the issue's measurement protocol (the reference code's, measured here):
 
 - tokenizer without BOS; each novel's lines joined with "\\n" and tokenised once;
@@ -12,15 +12,12 @@ from __future__ import annotations
 
 import copy
 import time
-from pathlib import Path
 from typing import Any
 
 import torch
 
 from frugalnn.core.data import load_text, token_windows
-from frugalnn.core.llm import encode_text, load_causal_lm, perplexity
-from frugalnn.core.report import line_plot, make_record, markdown_table, write_markdown, write_record
-from frugalnn.experiments import register
+from frugalnn.core.llm import encode_text, perplexity
 from frugalnn.methods.basis_sharing import Config, compress
 
 WINDOW = 512
@@ -131,63 +128,4 @@ def run_point(
         else None,
         "config": record["config"],
         "ranks": record["ranks"],
-    }
-
-
-@register("basis-sharing", "Basis Sharing vs SVD-LLM/ASVD/SVD on SmolLM2-135M: perplexity vs ratio", order=40)
-def run(out_dir: Path, quick: bool, seed: int) -> dict[str, Any]:
-    torch.manual_seed(seed)
-    dense, tok = load_causal_lm("smollm2")
-    if quick:  # one ratio, 8 calibration and 4 evaluation windows: about a minute on one free core
-        calib, evaluation, identity = protocol_data(tok, calib_windows=8, eval_tokens=4 * WINDOW)
-        names, ratios = ["basis-sharing"], [0.3]
-    else:
-        calib, evaluation, identity = protocol_data(tok)
-        names = ["basis-sharing", "svd-llm", "asvd", "svd", "improved", "improved+lora"]
-        ratios = [0.2, 0.3, 0.4, 0.5]
-    rows: list[dict[str, Any]] = [
-        {"config_name": "dense", "ratio": 0.0, "ppl": perplexity(dense, evaluation)}
-    ]
-    cache: dict = {}
-    for name in names:
-        for ratio in ratios:
-            row = run_point(dense, name, ratio, calib, evaluation, cache=cache)
-            if quick:  # the reference figures belong to the full protocol, not to the 4-window quick one
-                row["reference_ppl"] = None
-            rows.append(row)
-            print(
-                f"{name:14s} ratio {ratio:.2f}: ppl {row['ppl']:.2f} ({row['compress_s']:.1f} s)", flush=True
-            )
-            write_record(
-                out_dir / "basis_sharing.json",
-                make_record(
-                    "basis-sharing",
-                    config={"quick": quick, "names": names, "ratios": ratios},
-                    seed=seed,
-                    data=identity,
-                    results=rows,
-                ),
-            )
-    table = [
-        {
-            k: r.get(k)
-            for k in ("config_name", "ratio", "ppl", "reference_ppl", "ratio_achieved", "compress_s")
-        }
-        for r in rows
-    ]
-    write_markdown(
-        out_dir / "basis_sharing.md", "# Basis Sharing on SmolLM2-135M\n\n" + markdown_table(table)
-    )
-    series = {n: [(r["ratio"], r["ppl"]) for r in rows if r["config_name"] == n] for n in names}
-    line_plot(
-        out_dir / "basis_sharing.png",
-        {n: ([x for x, _ in s], [y for _, y in s]) for n, s in series.items()},
-        xlabel="ratio of projection parameters removed",
-        ylabel="perplexity (Pride and Prejudice)",
-        title="SmolLM2-135M",
-        logy=True,
-    )
-    return {
-        "dense_ppl": round(rows[0]["ppl"], 2),
-        **{f"{r['config_name']}@{r['ratio']}": round(r["ppl"], 2) for r in rows[1:]},
     }

@@ -23,7 +23,7 @@ import torch
 from frugalnn.core.data import ImageData
 from frugalnn.core.report import line_plot, make_record, markdown_table, write_markdown, write_record
 from frugalnn.core.zoo import load_pretrained
-from frugalnn.experiments.early_exit_report import MAIN_TOLERANCE, SWEEP_COLUMNS, add_matched, result_row
+from frugalnn.experiments.early_exit.report import MAIN_TOLERANCE, SWEEP_COLUMNS, add_matched, result_row
 from frugalnn.methods.early_exit import (
     Config,
     EarlyExitModel,
@@ -151,3 +151,29 @@ def write_joint_report(
             title=f"{r['model']} after joint fine-tuning: accuracy vs MACs",
         )
     write_markdown(out_dir / "early_exit_joint.md", "".join(md))
+
+
+def run_joint(
+    out_dir: Path,
+    seed: int,
+    epochs: int,
+    models: tuple[str, ...] = ("vgg-small",),
+    images: int = 20000,
+    lr: float = 0.005,
+) -> list[dict[str, Any]]:
+    """The joint fine-tuning ablation for ``models``, merged into ``out_dir/early_exit_joint.json`` (the
+    results of other settings already there are kept)."""
+    import json
+
+    from frugalnn.core.data import load_fashion_mnist
+
+    data = load_fashion_mnist(seed=0)
+    previous = out_dir / "early_exit_joint.json"
+    results = json.loads(previous.read_text())["results"] if previous.exists() else []
+    for name in models:
+        label = f"{name}-joint-e{epochs}-lr{lr:g}"
+        res = study_joint(name, data, seed, epochs, images, label, lr=lr)
+        results = [r for r in results if r["model"] != label] + [res]
+        config = {"runs": [r["joint"] | {"model": r["model"]} for r in results]}
+        write_joint_report(results, out_dir, config, seed, data.identity)
+    return results

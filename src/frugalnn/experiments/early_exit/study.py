@@ -12,7 +12,7 @@ Methods: the paper's class exclusion (ratio rule and its absolute variant), the 
 and ``hybrid`` — our extension, not in the paper: at every exit both heads (the paper's sigmoid head
 and the baseline's softmax head, each trained with its own loss), the paper's exclusion with β, then a
 confidence exit with τ over the remaining classes, β and τ searched together (search_hybrid).
-Tables and plots: experiments/early_exit_report.py.
+Tables and plots: ``report.py``; timing of the real forward: ``timing.py``.
 """
 
 from __future__ import annotations
@@ -30,8 +30,7 @@ from frugalnn.core.data import ImageData, load_fashion_mnist
 from frugalnn.core.models import ModelSpec, build_model
 from frugalnn.core.train import TrainConfig, train
 from frugalnn.core.zoo import load_pretrained, zoo_path
-from frugalnn.experiments import register
-from frugalnn.experiments.early_exit_report import (
+from frugalnn.experiments.early_exit.report import (
     MAIN_TOLERANCE,
     METHODS,
     add_matched,
@@ -39,7 +38,7 @@ from frugalnn.experiments.early_exit_report import (
     targets,
     write_report,
 )
-from frugalnn.experiments.early_exit_timing import (
+from frugalnn.experiments.early_exit.timing import (
     BATCH,
     REPEATS,
     TIMING_IMAGES,
@@ -255,7 +254,7 @@ def run_study(
     prefix: str = "early_exit",
     plan: list[tuple] | None = None,
     merge: bool = False,
-) -> dict[str, Any]:
+) -> list[dict[str, Any]]:
     """Run the plan (label, zoo model, head pool, exits); ``merge`` keeps the per-model records of
     other labels already in ``out_dir`` in the combined report (models can be run one at a time)."""
     data = load_fashion_mnist(seed=0)  # the zoo's split: its validation images were never trained on
@@ -294,27 +293,4 @@ def run_study(
             study_model(name, data, quick, seed, pool, exits, label, timing=rest[0] if rest else True)
         )
         write_report(results, Path(out_dir), prefix, config, seed, data.identity, merged)
-    headline = {}
-    for r in results:
-        headline[r["model"]] = {
-            m: {
-                "mac_reduction": round(r["main"][m]["mac_reduction"], 3),
-                "accuracy_loss_pt": round(r["main"][m]["accuracy_loss_pt"], 2),
-            }
-            for m in ("exclusion", "hybrid", "confidence")
-            if m in r["main"]
-        }
-        # the best measured share of the promised wall-time gain per method (full target records are
-        # in the report; the summary line stays readable)
-        for m, t in r.get("targets", {}).items():
-            if not isinstance(t, dict) or m not in headline[r["model"]]:
-                continue
-            gains = [v for k, v in t.items() if k.endswith("_gain_realised")]
-            if gains:
-                headline[r["model"]][m]["best_gain_realised"] = round(max(gains), 2)
-    return headline
-
-
-@register("early-exit", "class-exclusion early exit vs confidence exit vs no exit on Fashion-MNIST", order=20)
-def run(out_dir: Path, quick: bool, seed: int) -> dict[str, Any]:
-    return run_study(out_dir, quick, seed)
+    return results
