@@ -21,7 +21,7 @@ from frugalnn.core.models import build_model
 from frugalnn.core.report import bar_plot, make_record, markdown_table, write_markdown, write_record
 from frugalnn.core.train import TrainConfig, augment_batch, train
 from frugalnn.core.zoo import RECIPES, build_baseline, load_pretrained, zoo_path
-from frugalnn.experiments import register
+from frugalnn.experiments import register, row
 
 
 def training_throughput(
@@ -43,7 +43,24 @@ def training_throughput(
     return throughput(run, batch * steps, repeats=3, warmup=1)
 
 
-def run(out_dir: Path, quick: bool, seed: int) -> dict[str, Any]:
+def headline(record: dict[str, Any]) -> list[dict[str, Any]]:
+    """Test accuracy, MACs and inference throughput per zoo model (and the from-scratch check)."""
+    rows = []
+    for r in record["results"]["models"]:
+        rows.append(row(f"{r['model']} test accuracy ({r['test_images']} images)", r["test_acc"]))
+        rows.append(row(f"{r['model']} MACs per image (M)", r["macs_per_image"] / 1e6))
+        rows.append(row(f"{r['model']} inference images/s (1 thread)", r["infer_img_per_s"]))
+    scratch = record["results"].get("from_scratch") or {}
+    if scratch:
+        rows.append(row(f"{scratch['model']} from scratch, {scratch['steps']} steps: val accuracy",
+                        scratch["val_accuracy"]))  # fmt: skip
+    return rows
+
+
+def run(out_dir: Path, quick: bool, seed: int, thread_counts: tuple[int, ...] = ()) -> list[dict[str, Any]]:
+    """Quick: the bundled zoo weights, 2,000 test images, short throughput runs, 150 LeNet-5 steps from
+    scratch. Full: every zoo model (built with its recipe when missing) on the whole test split.
+    ``thread_counts``: also measure training throughput at each of these torch thread counts."""
     data = load_fashion_mnist(seed=0)
     rows = []
     for name in RECIPES:
@@ -89,13 +106,27 @@ def run(out_dir: Path, quick: bool, seed: int) -> dict[str, Any]:
             "images_per_s": result.images_per_s,
         }
         print(f"  lenet5 from scratch, 150 steps: val acc {result.val_accuracy:.4f}")
+    by_threads: dict[str, dict[int, float]] = {}
+    threads_before = torch.get_num_threads()
+    for name in RECIPES if thread_counts else ():
+        by_threads[name] = {}
+        for threads in thread_counts:
+            torch.set_num_threads(threads)
+            torch.manual_seed(0)
+            tp = training_throughput(build_model(name), data.x_train, data.y_train, 128, 8)
+            by_threads[name][threads] = round(tp["items_per_s"], 1)
+        print(f"  {name}: training img/s by threads {by_threads[name]}")
+    torch.set_num_threads(threads_before)
+    results: dict[str, Any] = {"models": rows, "from_scratch": scratch}
+    if by_threads:
+        results["train_img_per_s_by_threads"] = by_threads
     record = make_record(
         "baselines",
         config={"quick": quick, "recipes": {k: asdict(v) for k, v in RECIPES.items()}},
         seed=seed,
         data=data.identity,
-        results={"models": rows, "from_scratch": scratch},
-        threads=torch.get_num_threads(),
+        results=results,
+        threads=threads_before,
     )
     write_record(out_dir / "baselines.json", record)
     table = markdown_table(
@@ -110,13 +141,12 @@ def run(out_dir: Path, quick: bool, seed: int) -> dict[str, Any]:
             {"test accuracy": [r["test_acc"] for r in rows]},
             ylabel="test accuracy",
         )
-    return {r["model"]: round(r["test_acc"], 4) for r in rows} | (
-        {"lenet5_scratch_val": round(scratch["val_accuracy"], 4)} if scratch else {}
-    )
+    return headline(record)
 
 
 register(
     "baselines",
     "LeNet-5 / VGG-small / ResNet-20 on Fashion-MNIST: accuracy, params, MACs, throughput",
     order=10,
+    headline=headline,
 )(run)
