@@ -5,6 +5,8 @@ from __future__ import annotations
 import dataclasses
 import datetime as _dt
 import platform
+import shlex
+import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -40,6 +42,23 @@ def _plain(obj: Any) -> Any:
     return obj
 
 
+def command_line(argv: Sequence[str] | None = None) -> str:
+    """The command that is running, as a person would type it: ``frugalnn ...`` for the CLI, the script's
+    path relative to the working folder otherwise (``bench/bench_x.py --flag``)."""
+    argv = list(sys.argv if argv is None else argv)
+    if not argv:
+        return ""
+    program = Path(argv[0])
+    if program.name in ("frugalnn", "cli.py", "__main__.py") and "frugalnn" in str(program):
+        head = "frugalnn"
+    else:
+        try:
+            head = str(program.resolve().relative_to(Path.cwd()))
+        except ValueError:
+            head = program.name
+    return shlex.join([head, *argv[1:]])
+
+
 def make_record(
     name: str,
     *,
@@ -47,12 +66,17 @@ def make_record(
     seed: int | None,
     data: Mapping[str, Any] | None,
     results: Any,
+    about: str | None = None,
+    command: str | None = None,
     **extra: Any,
 ) -> dict[str, Any]:
-    """A result record: what was run (config, seed), on what (data identity), with what (versions)."""
+    """A result record: what was run (config, seed), on what (data identity), with what (versions).
+    ``about`` says in a line what the record is; ``command`` defaults to the running command line."""
     return {
         "name": name,
         "created_utc": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
+        **({"about": about} if about else {}),
+        "command": command_line() if command is None else command,
         "config": _plain(config),
         "seed": seed,
         "data": dict(data or {}),

@@ -35,7 +35,11 @@ def headline(record: dict[str, Any]) -> list[dict[str, Any]]:
     confidence exit: MAC cut at ≤ 0.5 pt loss, MACs at equal accuracy, share of the promised wall-time gain."""
     results = record["results"]
     rows = []
-    for r in results if isinstance(results, list) else [results]:
+    main = [label for label, *_ in MAIN_PLAN]
+    ordered = sorted(
+        results if isinstance(results, list) else [results], key=lambda r: r["model"] not in main
+    )
+    for r in ordered:
         conf = r["main"]["confidence"]
         for method, t in r["targets"].items():
             if not isinstance(t, dict):
