@@ -59,9 +59,16 @@ def headline(record: dict[str, Any]) -> list[dict[str, Any]]:
     30,
     headline=headline,
 )
-def run(out_dir: Path, quick: bool, seed: int, test_images: int | None = None) -> list[dict[str, Any]]:
+def run(
+    out_dir: Path,
+    quick: bool,
+    seed: int,
+    test_images: int | None = None,
+    methods: tuple[str, ...] | None = None,
+) -> list[dict[str, Any]]:
     """Quick (the demo): ResNet-20, 60% fewer MACs, a few steps, 1,000 test images. Full: both models at
-    60/80/90% with the 700-step budget and the dense control. ``test_images`` shrinks the test split."""
+    60/80/90% with the 700-step budget and the dense control. ``test_images`` shrinks the test split,
+    ``methods`` keeps only those criteria (the end-to-end test runs one)."""
     import torch
 
     from frugalnn.core.data import load_fashion_mnist
@@ -82,7 +89,7 @@ def run(out_dir: Path, quick: bool, seed: int, test_images: int | None = None) -
         if not quick:  # the control: the dense model fine-tuned with the same budget
             rows.append(run_one(model_name, "dense", 1.0 - 1e-9, seed, data, budget))
         for target in targets:
-            for method in METHODS:
+            for method in methods or METHODS:
                 print(f"  {model_name} {method} keep {target:.0%} of MACs", flush=True)
                 rows.append(run_one(model_name, method, target, seed, data, budget))
                 r = rows[-1]
@@ -95,6 +102,7 @@ def run(out_dir: Path, quick: bool, seed: int, test_images: int | None = None) -
         "budget": budget,
         "quick": quick,
         "test_images": test_images,
+        "methods": list(methods or METHODS),
     }
     record = make_record(
         "class-pruning", config=config, seed=seed, data=data.identity, results={"rows": rows, **report}

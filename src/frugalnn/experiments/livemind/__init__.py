@@ -21,7 +21,7 @@ TARGET_REDUCTION = 0.59  # the issue's target: at least 59% lower mean latency t
 
 def headline(record: dict[str, Any]) -> list[dict[str, Any]]:
     """Mean and median latency and accuracy of LiveMind (or collaborative mode) against its baseline."""
-    if record["name"] == "livemind_steps":
+    if record.get("name") == "livemind_steps":
         last = record["results"][-1]
         return [row(f"one inference step after {last['history_tokens']} history tokens (s), KV cache reused vs not",
                     last["cached_step_s"], last["uncached_step_s"])]  # fmt: skip
