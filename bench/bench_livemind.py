@@ -20,7 +20,7 @@ from pathlib import Path
 
 from frugalnn.experiments.livemind.latency import latency_study, rerender
 from frugalnn.experiments.livemind.steps import step_times
-from frugalnn.methods.livemind import Config
+from frugalnn.methods.livemind import LiveMindConfig
 
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "docs" / "results" / "livemind"
@@ -50,7 +50,7 @@ def main() -> None:
     if args.part == "latency":
         name = "livemind_collab" if args.collab else "livemind"
         name += "_choice.json" if args.answer_mode == "choice" else ".json"
-        config = Config(answer_mode=args.answer_mode)
+        config = LiveMindConfig(answer_mode=args.answer_mode)
         if args.answer_format is not None:
             config.answer_format = args.answer_format
         arms = (

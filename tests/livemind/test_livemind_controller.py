@@ -163,7 +163,9 @@ def test_choice_mode_answers_in_one_scored_call_on_both_sides():
     base = ScriptedBackend([], choose_s=0.75, choices=["C"])
     run = simulate_baseline(base, PROMPT, TAIL, cfg)
     assert run.answer == "The answer is (C)" and run.latency_s == 0.75
-    with pytest.raises(ConfigError, match="answer mode"):
-        Config(answer_mode="letters")
+    with pytest.raises(ConfigError, match="answer_mode must be one of"):
+        Config(answer_mode="letters").validate()
     with pytest.raises(ConfigError, match="distinct"):
-        Config(answer_mode="choice", answer_choices="AAB")
+        Config(answer_mode="choice", answer_choices="AAB").validate()
+    with pytest.raises(ConfigError, match="answer_mode"):
+        LiveMindController(Config(answer_mode="letters"), base)

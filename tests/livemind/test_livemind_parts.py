@@ -137,8 +137,8 @@ def test_config_rejects_bad_values():
         {"chars_per_minute": 0},
         {"max_new_tokens": 0},
     ):
-        with pytest.raises(ConfigError):
-            Config(**bad)
+        with pytest.raises(ConfigError, match=next(iter(bad))):
+            Config(**bad).validate()
 
 
 def test_answer_extraction_options_and_wilson_interval():

@@ -63,10 +63,14 @@ def add_config_options(
     config_cls: type,
     only: tuple[str, ...] | None = None,
     exclude: tuple[str, ...] = (),
+    aliases: dict[str, tuple[str, ...]] | None = None,
+    preset: bool = True,
+    required: tuple[str, ...] = (),
 ) -> None:
     """Flags for a ``MethodConfig``'s fields, help and choices read from the fields themselves.
 
     Every flag defaults to None, so what the user did not give keeps the config's (or preset's) value.
+    ``aliases`` adds older or shorter flag names for a field; ``preset`` adds ``--preset NAME``.
     """
     import dataclasses
     import typing
@@ -82,7 +86,7 @@ def add_config_options(
         default = f.default if f.default is not dataclasses.MISSING else None
         if default is not None:
             help_text = f"{help_text} (default {default})"
-        kwargs: dict = {"dest": f.name, "default": None, "help": help_text}
+        kwargs: dict = {"dest": f.name, "default": None, "help": help_text, "required": f.name in required}
         if tp is bool:
             kwargs["action"] = argparse.BooleanOptionalAction
         elif typing.get_origin(tp) is tuple:
@@ -95,12 +99,19 @@ def add_config_options(
                 kwargs["choices"] = f.metadata["choices"]
         else:
             continue
-        parser.add_argument(_flag(f.name), **kwargs)
+        parser.add_argument(_flag(f.name), *(aliases or {}).get(f.name, ()), **kwargs)
+    if preset and config_cls.PRESETS and "preset" not in {a.dest for a in parser._actions}:
+        parser.add_argument(
+            "--preset",
+            choices=tuple(config_cls.PRESETS),
+            help="start from a named recipe (paper: the publication's settings; ours: measured best); "
+            "flags given override it",
+        )
 
 
 def config_from_args(config_cls: type, args: argparse.Namespace, preset: str | None = None, **fixed):
-    """Build and validate a config from parsed flags (over a preset when given); field errors become
-    errors that name the flag."""
+    """Build and validate a config from parsed flags (over ``preset``, or ``args.preset`` when given);
+    field errors become errors that name the flag."""
     import dataclasses
 
     from frugalnn.core.config import FieldError
@@ -112,6 +123,7 @@ def config_from_args(config_cls: type, args: argparse.Namespace, preset: str | N
         if getattr(args, f.name, None) is not None
     }
     given.update(fixed)
+    preset = preset or getattr(args, "preset", None)
     cfg = config_cls.preset(preset, **given) if preset else config_cls(**given)
     try:
         return cfg.validate()

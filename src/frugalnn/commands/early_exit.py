@@ -6,8 +6,9 @@ import argparse
 import json
 from pathlib import Path
 
-from frugalnn.commands._common import non_negative_int, positive_float, positive_int, set_threads
+from frugalnn.commands._common import add_config_options, config_from_args, positive_int, set_threads
 from frugalnn.errors import ConfigError
+from frugalnn.methods.early_exit.config import EarlyExitConfig
 
 
 def _common(p: argparse.ArgumentParser) -> None:
@@ -22,26 +23,12 @@ def register(sub: argparse._SubParsersAction) -> None:
 
     t = verbs.add_parser("train", help="attach exit heads to a trained model and train them")
     t.add_argument("--model", required=True, help="checkpoint folder, or a zoo name (vgg-small, resnet20)")
-    t.add_argument(
-        "--exits",
-        help="comma-separated layer names (default: after every block but the last: ResNet-20 8 exits, VGG-small 2)",
+    add_config_options(
+        t,
+        EarlyExitConfig,
+        exclude=("betas", "thresholds", "tolerance", "step", "backoff_steps"),
+        aliases={"head_epochs": ("--epochs",), "head_lr": ("--lr",), "train_subset": ("--subset",)},
     )
-    t.add_argument(
-        "--mode",
-        choices=("exclusion", "confidence", "hybrid"),
-        default="exclusion",
-        help="exclusion (the paper), confidence (baseline), hybrid (ours: exclusion + confidence over the rest)",
-    )
-    t.add_argument("--rule", choices=("ratio", "absolute"), default="ratio")
-    t.add_argument("--head-pool", type=positive_int, default=1, help="head pooling side (1 = global average)")
-    t.add_argument("--pos-weight", type=positive_float, help="BCE positive-class weight (default 4·(K−1))")
-    t.add_argument("--epochs", type=non_negative_int, default=30, help="head epochs on the frozen backbone")
-    t.add_argument("--lr", type=positive_float, default=3e-3, help="head learning rate (Adam)")
-    t.add_argument(
-        "--joint-epochs", type=non_negative_int, default=0, help="then fine-tune everything jointly"
-    )
-    t.add_argument("--subset", type=positive_int, help="train heads on this many training images")
-    t.add_argument("--seed", type=int, default=0)
     t.add_argument("--out", required=True, help="early-exit checkpoint folder")
     _common(t)
     t.set_defaults(func=_train)
@@ -79,7 +66,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 def _data_for(args: argparse.Namespace, spec):  # noqa: ANN001, ANN202 - ModelSpec/ImageData
     from frugalnn.core.data import load_image_data
 
-    data = load_image_data(args.data, args.data_root, seed=getattr(args, "seed", 0))
+    data = load_image_data(args.data, args.data_root, seed=getattr(args, "seed", None) or 0)
     if (data.in_channels, data.num_classes, data.image_size) != (
         spec.in_channels,
         spec.num_classes,
@@ -96,7 +83,7 @@ def _data_for(args: argparse.Namespace, spec):  # noqa: ANN001, ANN202 - ModelSp
 def _train(args: argparse.Namespace) -> int:
     from frugalnn.core.checkpoint import load_checkpoint
     from frugalnn.core.zoo import RECIPES, load_pretrained
-    from frugalnn.methods.early_exit import Config, attach_exits, save_early_exit, train_heads, train_joint
+    from frugalnn.methods.early_exit import attach_exits, save_early_exit, train_heads, train_joint
 
     set_threads(args.threads)
     if not Path(args.model).exists() and args.model in RECIPES:
@@ -104,18 +91,8 @@ def _train(args: argparse.Namespace) -> int:
     else:
         backbone, spec, _ = load_checkpoint(args.model)
     data = _data_for(args, spec)
-    config = Config(
-        exits=tuple(x.strip() for x in args.exits.split(",") if x.strip()) if args.exits else None,
-        mode=args.mode,
-        rule=args.rule,
-        head_pool=args.head_pool,
-        pos_weight=args.pos_weight,
-        input_shape=(spec.in_channels, spec.image_size, spec.image_size),
-        head_epochs=args.epochs,
-        head_lr=args.lr,
-        joint_epochs=args.joint_epochs,
-        train_subset=args.subset,
-        seed=args.seed,
+    config = config_from_args(
+        EarlyExitConfig, args, input_shape=(spec.in_channels, spec.image_size, spec.image_size)
     )
     model, record = attach_exits(backbone, config)
     print(f"exits: {', '.join(model.exit_names)}  (backbone {record['backbone_macs']:,} MACs/image)")

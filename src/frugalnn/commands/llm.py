@@ -7,10 +7,9 @@ import argparse
 import time
 from pathlib import Path
 
-from frugalnn.commands._common import positive_int, set_threads, unit_interval
+from frugalnn.commands._common import add_config_options, config_from_args, positive_int, set_threads
 from frugalnn.errors import ConfigError
-
-METHODS = ("basis-sharing", "svd-llm", "asvd", "svd")
+from frugalnn.methods.basis_sharing.config import BasisSharingConfig
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -30,14 +29,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     c.add_argument(
         "--model", default="smollm2", help="'smollm2', a Hugging Face model folder or a .gguf file"
     )
-    c.add_argument("--method", choices=METHODS, default="basis-sharing", help="default: basis-sharing")
-    c.add_argument(
-        "--ratio",
-        type=unit_interval,
-        required=True,
-        help="share of the decoder projections' parameters to remove, in (0, 1), e.g. 0.2",
-    )
-    c.add_argument("--group-size", type=positive_int, default=2, help="layers sharing one basis (default 2)")
+    add_config_options(c, BasisSharingConfig, exclude=("share",), required=("ratio",))
     c.add_argument(
         "--share",
         nargs="+",
@@ -49,35 +41,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     c.add_argument("--window", type=positive_int, default=512, help="tokens per window (default 512)")
     c.add_argument("--calib-seed", type=int, default=2023, help="window selection seed (default 2023)")
     c.add_argument(
-        "--propagate",
-        choices=("dense", "compressed"),
-        default="dense",
-        help="calibration inputs from the dense model (reference) or the compressed layers before",
-    )
-    c.add_argument("--allocation", choices=("uniform", "loss"), default="uniform", help="rank allocation")
-    c.add_argument(
-        "--refit",
-        action=argparse.BooleanOptionalAction,
-        default=None,
-        help="refit shared-basis coefficients per layer (default: on for basis-sharing)",
-    )
-    c.add_argument(
-        "--lora-epochs",
-        type=int,
-        default=None,
-        help="LoRA recovery epochs on the calibration text (default: 1 for basis-sharing, 0 for the baselines)",
-    )
-    c.add_argument(
         "--reference",
         action="store_true",
-        help="the paper's settings exactly (no refit, no LoRA): reproduces the reference perplexities",
-    )
-    c.add_argument("--lora-lr", type=float, default=1e-4, help="LoRA learning rate (default 1e-4)")
-    c.add_argument(
-        "--calib-dtype",
-        choices=("float32", "bfloat16"),
-        default="float32",
-        help="calibration forward precision; bfloat16 is ~2.8x faster on CPUs with avx512_bf16 (dense propagation)",
+        help="the paper's settings exactly (= --preset paper): reproduces the reference perplexities",
     )
     c.add_argument("--out", required=True, help="output folder (must not exist)")
     c.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
@@ -115,30 +81,18 @@ def cmd_compress(args: argparse.Namespace) -> int:
     from frugalnn.core.data import load_text, token_windows
     from frugalnn.core.io import atomic_write_json
     from frugalnn.core.llm import encode_text, load_causal_lm, save_causal_lm
-    from frugalnn.methods.basis_sharing import Config, compress
+    from frugalnn.methods.basis_sharing import compress
 
     out = Path(args.out)
     if out.exists():
         raise ConfigError(f"output folder {out} already exists; choose another --out or remove it")
-    # our configuration (docs/basis_sharing.md): refit + one LoRA epoch beat both reference columns
-    ours = args.method == "basis-sharing" and not args.reference
-    refit = ours if args.refit is None else args.refit
-    lora_epochs = (1 if ours else 0) if args.lora_epochs is None else args.lora_epochs
-    if lora_epochs < 0:
-        raise ConfigError(f"--lora-epochs must be 0 or more, got {lora_epochs}")
     set_threads(args.threads)
-    config = Config(
-        ratio=args.ratio,
-        method=args.method,
-        group_size=args.group_size,
-        share=tuple(args.share) if args.share else None,
-        propagate=args.propagate,
-        allocation=args.allocation,
-        refit=refit,
-        lora_epochs=lora_epochs,
-        lora_lr=args.lora_lr,
-        calib_dtype=args.calib_dtype,
-    ).validate()  # fail on impossible combinations before loading the model
+    # default recipe: "ours" for basis-sharing, the plain setting for a baseline; --reference: the paper's
+    method = args.method or "basis-sharing"
+    preset = args.preset or ("paper" if args.reference else "ours" if method == "basis-sharing" else method)
+    share = {"share": tuple(args.share)} if args.share else {}
+    # fail on impossible combinations before loading the model
+    config = config_from_args(BasisSharingConfig, args, preset=preset, **share)
     start = time.perf_counter()
     model, tok = load_causal_lm(args.model)
     text = load_text(args.calib)

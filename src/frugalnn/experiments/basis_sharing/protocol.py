@@ -18,7 +18,7 @@ import torch
 
 from frugalnn.core.data import load_text, token_windows
 from frugalnn.core.llm import encode_text, perplexity
-from frugalnn.methods.basis_sharing import Config, compress
+from frugalnn.methods.basis_sharing import BasisSharingConfig, compress
 
 WINDOW = 512
 CALIB_WINDOWS = 64
@@ -30,28 +30,15 @@ REFERENCE = {
     "basis-sharing": {0.2: 58.74, 0.3: 79.73, 0.4: 112.15, 0.5: 172.27},
     "svd-llm": {0.2: 60.28, 0.3: 77.92, 0.4: 105.40, 0.5: 146.14},
 }
-# Named configurations: the reference's settings and ours ("improved" is chosen on calibration data only).
-CONFIGS: dict[str, dict[str, Any]] = {
-    "basis-sharing": {"method": "basis-sharing", "group_size": 2},
-    "svd-llm": {"method": "svd-llm"},
-    "asvd": {"method": "asvd"},
-    "svd": {"method": "svd"},
-    # chosen on 8 held-out Emma windows (docs/results/basis_sharing/basis_sharing_select_a.json): the per-layer refit
-    # of the shared-basis coefficients was the only candidate that helped; within-block "loss" allocation
-    # hurt badly (674 vs 174 at 50%), compressed propagation could not be measured in time
-    "improved": {
-        "method": "basis-sharing",
-        "group_size": 2,
-        "refit": True,
-    },
-    # the CLI default for basis-sharing: the refit plus one epoch of LoRA on the calibration windows
-    # (the reference recipe: r 8, alpha 32, lr 1e-4); docs/results/basis_sharing/basis_sharing_recovery*.json
-    "improved+lora": {
-        "method": "basis-sharing",
-        "group_size": 2,
-        "refit": True,
-        "lora_epochs": 1,
-    },
+# Table rows -> BasisSharingConfig presets (the recipes live in the method's config module);
+# "improved" (the refit) was chosen on held-out Emma windows only (docs/results/basis_sharing/basis_sharing_select_a.json)
+CONFIGS: dict[str, str] = {
+    "basis-sharing": "paper",
+    "svd-llm": "svd-llm",
+    "asvd": "asvd",
+    "svd": "svd",
+    "improved": "refit",
+    "improved+lora": "ours",
 }
 
 
@@ -108,7 +95,7 @@ def run_point(
     **overrides: Any,
 ) -> dict[str, Any]:
     """Compress a copy of ``dense`` with a named configuration and measure its perplexity."""
-    config = Config(ratio=ratio, **{**CONFIGS[name], **overrides})
+    config = BasisSharingConfig.preset(CONFIGS[name], ratio=ratio, **overrides)
     model = copy.deepcopy(dense)
     start = time.perf_counter()
     model, record = compress(model, config, calib, stats_cache=cache)

@@ -26,7 +26,7 @@ from frugalnn.experiments.basis_sharing.protocol import (
     protocol_data,
     run_point,
 )
-from frugalnn.methods.basis_sharing import Config, compress
+from frugalnn.methods.basis_sharing import BasisSharingConfig, compress
 
 
 def _save(results: Path, what: str, tag: str, config: dict, identity: dict, rows: list) -> None:
@@ -115,7 +115,9 @@ def sweep(
         for name in configs:
             model = copy.deepcopy(dense)
             start, cpu_start = time.perf_counter(), time.process_time()
-            _, record = compress(model, Config(ratio=ratios[0], **{**CONFIGS[name], **overrides}), calib)
+            _, record = compress(
+                model, BasisSharingConfig.preset(CONFIGS[name], ratio=ratios[0], **overrides), calib
+            )
             total, cpu = time.perf_counter() - start, time.process_time() - cpu_start
             rows.append(
                 {
@@ -157,7 +159,7 @@ def throughput(
     models = {"dense": dense}
     cache = load_cache(stats_file)
     for name in configs:
-        config = Config(ratio=ratio, **{**CONFIGS[name], **overrides})
+        config = BasisSharingConfig.preset(CONFIGS[name], ratio=ratio, **overrides)
         models[name], _ = compress(copy.deepcopy(dense), config, calib, stats_cache=cache)
     keep = 0 if logits == "all" else 1
     calls = {
@@ -210,7 +212,7 @@ def recovery(
         write_record(out, record)
 
     for ratio in ratios:
-        config = Config(ratio=ratio, **CONFIGS[config_name])
+        config = BasisSharingConfig.preset(CONFIGS[config_name], ratio=ratio)
         start = time.perf_counter()
         compressed, _ = compress(copy.deepcopy(dense), config, calib, stats_cache=cache)
         base = {

@@ -57,9 +57,9 @@ def run(out_dir: Path, quick: bool, seed: int, questions: int | None = None) -> 
     import os
 
     from frugalnn.experiments.livemind.latency import ARMS, latency_study
-    from frugalnn.methods.livemind import Config
+    from frugalnn.methods.livemind import LiveMindConfig
 
-    config = Config(max_inference_tokens=16) if quick else Config()
+    config = LiveMindConfig(max_inference_tokens=16) if quick else LiveMindConfig()
     arms = ("baseline", "livemind") if quick else ARMS
     summary = latency_study(
         out_dir / "livemind.json", questions or (3 if quick else 40), config, arms, quick=quick,

@@ -17,7 +17,7 @@ from typing import Any
 import torch
 
 from frugalnn.core.report import make_record, write_markdown, write_record
-from frugalnn.methods.livemind import Config
+from frugalnn.methods.livemind import LiveMindConfig
 from frugalnn.methods.livemind.evaluate import (
     add_reductions,
     compressed_copy,
@@ -59,7 +59,7 @@ def _arms(names: tuple[str, ...], model: str, cpu_clock: bool) -> dict[str, tupl
 def latency_study(
     out: Path,
     questions: int,
-    config: Config,
+    config: LiveMindConfig,
     arms: tuple[str, ...] = ("baseline", "livemind", "baseline+prefill"),
     model: str = "smollm2",
     cpu_clock: bool = True,

@@ -13,7 +13,6 @@ from __future__ import annotations
 import copy
 import logging
 import time
-from dataclasses import asdict
 from typing import Any
 
 import torch
@@ -170,7 +169,7 @@ def compress(
             "calibration must be token windows [n >= 1, L >= 2]; use a longer calibration text (at least one window)"
         )
     found = discover(model)
-    config.validate(len(found.layers))
+    config.validate().check_layers(len(found.layers))
     n = config.effective_group_size
     dtype = torch.float64 if config.factor_dtype == "float64" else torch.float32
     dense_params = sum(p.numel() for p in model.parameters())
@@ -281,7 +280,7 @@ def compress(
         log.info("%d Gram matrices needed the eigenvalue shift", shifts)
     record = {
         "method": config.method,
-        "config": asdict(config),
+        "config": config.to_dict(),
         "layers": len(found.layers),
         "decoder_layers": found.layers_name,
         "types": {t: found.roles[t] for t in found.types},

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from typing import Any, ClassVar, Self
 
-from frugalnn.errors import ConfigError
+from frugalnn.core.config import FieldError, MethodConfig, option
 
 METHODS = ("basis-sharing", "svd-llm", "asvd", "svd")
 ALLOCATIONS = ("uniform", "loss")
@@ -12,87 +13,95 @@ PROPAGATIONS = ("dense", "compressed")
 
 
 @dataclass
-class Config:
-    """What to compress and how.
+class BasisSharingConfig(MethodConfig):
+    """What to compress and how; see each field's help.
 
-    ratio: share of each compressed matrix type's parameters removed (spec: k = floor(n·d_in·d_out·(1−r) /
-        (d_in + n·d_out)), so r is measured over the decoder projections only; embeddings stay dense).
-    method: ``basis-sharing`` (whitened SVD of n stacked layers), ``svd-llm`` (whitened, n = 1),
-        ``asvd`` (columns scaled by mean|x|^alpha, n = 1), ``svd`` (plain truncated SVD, n = 1).
-    group_size: n consecutive layers that share one basis (basis-sharing only; a leftover forms a smaller group).
-    share: matrix types (module names relative to the decoder layer, e.g. ``self_attn.q_proj``, or roles
-        q/k/v/qkv/o/up/gate/down) whose groups share a basis; None = the family default (see compress.py).
-    types: which types to compress at all (names or roles); None = every linear in the decoder layers.
-    asvd_alpha: ASVD's activation exponent (Sec. 3.2 of the ASVD paper; 0.5 as in the reference).
-    eps: eigenvalue-shift added when the Gram matrix is not positive definite (reference: 7e-6, times
-        the Gram's mean diagonal here so it is scale-free).
-    propagate: ``dense`` — every layer's calibration inputs come from the dense model (the reference);
-        ``compressed`` — from the already-compressed earlier layers (sequential, as SVD-LLM's update step).
-    allocation: ``uniform`` — every type keeps (1 − ratio) of its parameters (the reference);
-        ``loss`` — the same total budget, ranks given greedily to the matrices whose whitened singular
-        values remove the most relative error per parameter.
-    refit: re-solve each layer's coefficients for the shared basis with its own Gram matrix,
-        C_i = (BᵀG_iB)⁻¹BᵀG_iW_i (the reference's unused closed form).
-    rank: force this rank on every matrix (clipped to full rank) — for tests and ablations.
-    calib_dtype: ``float32`` (the reference) or ``bfloat16``: the calibration forward runs on a bfloat16
-        copy of each block (2.8× faster per layer on this CPU's avx512_bf16); the Gram matrices are still
-        accumulated in float32/float64 from the bfloat16 activations. Dense propagation only.
-    lora_epochs: > 0 runs LoRA recovery on the coefficient matrices (peft; r 8, alpha 32, lr 1e-4).
+    ratio is measured over the decoder projections only (embeddings stay dense): spec rank
+    k = floor(n·d_in·d_out·(1−r) / (d_in + n·d_out)) for n layers sharing one basis (``rank_for_ratio``).
+    The baselines are settings of the same code path: ``method`` svd-llm (whitened, n = 1), asvd
+    (columns scaled by mean|x|^alpha, n = 1), svd (plain truncated SVD, n = 1).
     """
 
-    ratio: float = 0.2
-    method: str = "basis-sharing"
-    group_size: int = 2
-    share: tuple[str, ...] | None = None
-    types: tuple[str, ...] | None = None
-    asvd_alpha: float = 0.5
-    eps: float = 7e-6
-    propagate: str = "dense"
-    allocation: str = "uniform"
-    refit: bool = False
-    rank: int | None = None
-    calib_batch_size: int = 8
-    factor_dtype: str = "float64"
-    calib_dtype: str = "float32"
-    lora_epochs: int = 0
-    lora_r: int = 8
-    lora_alpha: int = 32
-    lora_lr: float = 1e-4
-    lora_batch_size: int = 4
-    extra: dict = field(default_factory=dict)
+    METHOD: ClassVar[str] = "basis-sharing"
+    PRESETS: ClassVar[dict[str, dict[str, Any]]] = {
+        # the paper's / reference code's settings: reproduces the reference perplexities
+        "paper": {},
+        # per-layer coefficient refit (chosen on held-out Emma windows) plus one LoRA epoch on the
+        # calibration windows (the reference recipe r 8, alpha 32, lr 1e-4): docs/basis_sharing.md
+        "ours": {"refit": True, "lora_epochs": 1},
+        "refit": {"refit": True},
+        "svd-llm": {"method": "svd-llm"},
+        "asvd": {"method": "asvd"},
+        "svd": {"method": "svd"},
+    }
 
-    def validate(self, num_layers: int | None = None) -> Config:
-        if not 0.0 < float(self.ratio) < 1.0:
-            raise ConfigError(
-                f"ratio must lie strictly between 0 and 1 (share of parameters removed), got {self.ratio}"
-            )
-        if self.method not in METHODS:
-            raise ConfigError(f"unknown method {self.method!r}; choose one of {', '.join(METHODS)}")
-        if self.group_size < 1:
-            raise ConfigError(f"group_size must be at least 1, got {self.group_size}")
-        if num_layers is not None and self.group_size > num_layers:
-            raise ConfigError(
-                f"group_size {self.group_size} is larger than the model's {num_layers} decoder layers; "
-                f"use --group-size {num_layers} or less"
-            )
-        if self.propagate not in PROPAGATIONS:
-            raise ConfigError(f"propagate must be one of {', '.join(PROPAGATIONS)}, got {self.propagate!r}")
-        if self.allocation not in ALLOCATIONS:
-            raise ConfigError(f"allocation must be one of {', '.join(ALLOCATIONS)}, got {self.allocation!r}")
-        if self.factor_dtype not in ("float64", "float32"):
-            raise ConfigError(f"factor_dtype must be float64 or float32, got {self.factor_dtype!r}")
-        if self.calib_dtype not in ("float32", "bfloat16"):
-            raise ConfigError(f"calib_dtype must be float32 or bfloat16, got {self.calib_dtype!r}")
+    ratio: float = option(
+        0.2,
+        "share of the decoder projections' parameters removed, in (0, 1)",
+        low=0.0,
+        high=1.0,
+        low_open=True,
+        high_open=True,
+    )
+    method: str = option(
+        "basis-sharing",
+        "basis-sharing (whitened SVD of n stacked layers) or a baseline: svd-llm, asvd, svd",
+        choices=METHODS,
+    )
+    group_size: int = option(2, "consecutive layers sharing one basis (basis-sharing only)", low=1)
+    share: tuple[str, ...] | None = option(
+        None, "matrix types or roles (q/k/v/o/up/gate/down) whose groups share a basis; None: by family"
+    )
+    types: tuple[str, ...] | None = option(
+        None, "matrix types to compress at all (names or roles); None: every decoder linear", cli=False
+    )
+    asvd_alpha: float = option(0.5, "ASVD's activation exponent (ASVD Sec. 3.2)", low=0.0)
+    eps: float = option(
+        7e-6, "eigenvalue shift for a Gram matrix that is not positive definite (times its mean diagonal)",
+        low=0.0, low_open=True,
+    )  # fmt: skip
+    propagate: str = option(
+        "dense",
+        "calibration inputs from the dense model (the reference) or from the compressed earlier layers",
+        choices=PROPAGATIONS,
+    )
+    allocation: str = option(
+        "uniform",
+        "uniform: every type keeps (1 - ratio); loss: ranks to the matrices that remove the most "
+        "whitened error per parameter",
+        choices=ALLOCATIONS,
+    )
+    refit: bool = option(
+        False, "re-solve each layer's coefficients for the shared basis: C_i = (BᵀG_iB)⁻¹BᵀG_iW_i"
+    )
+    rank: int | None = option(None, "force this rank on every matrix (tests and ablations)", low=1)
+    calib_batch_size: int = option(8, "calibration windows per forward", low=1)
+    factor_dtype: str = option("float64", "precision of the factorisation", choices=("float64", "float32"))
+    calib_dtype: str = option(
+        "float32",
+        "calibration forward precision; bfloat16 is ~2.8x faster on CPUs with avx512_bf16 (dense propagation)",
+        choices=("float32", "bfloat16"),
+    )
+    lora_epochs: int = option(0, "LoRA recovery epochs on the coefficient matrices (peft); 0: off", low=0)
+    lora_r: int = option(8, "LoRA rank", low=1)
+    lora_alpha: int = option(32, "LoRA alpha", low=1)
+    lora_lr: float = option(1e-4, "LoRA learning rate", low=0.0, low_open=True)
+    lora_batch_size: int = option(4, "LoRA windows per step", low=1)
+    extra: dict = option(factory=dict, help="free-form notes kept with the record", cli=False)
+
+    def check(self) -> None:
         if self.calib_dtype == "bfloat16" and self.propagate != "dense":
-            raise ConfigError(
-                "calib_dtype bfloat16 needs propagate='dense'; use float32 for compressed propagation"
+            raise FieldError(
+                "calib_dtype", "bfloat16 needs propagate='dense'; use float32 for compressed propagation"
             )
-        if self.rank is not None and self.rank < 1:
-            raise ConfigError(f"rank must be positive, got {self.rank}")
-        if self.calib_batch_size < 1 or self.lora_batch_size < 1:
-            raise ConfigError("batch sizes must be positive")
-        if self.lora_epochs < 0:
-            raise ConfigError(f"lora_epochs must be 0 (off) or more, got {self.lora_epochs}")
+
+    def check_layers(self, num_layers: int) -> Self:
+        """group_size fits the model's decoder depth."""
+        if self.group_size > num_layers:
+            raise FieldError(
+                "group_size",
+                f"{self.group_size} is larger than the model's {num_layers} decoder layers; use {num_layers} or less",
+            )
         return self
 
     @property
@@ -105,6 +114,9 @@ class Config:
         return {"basis-sharing": "cholesky", "svd-llm": "cholesky", "asvd": "asvd", "svd": "none"}[
             self.method
         ]
+
+
+Config = BasisSharingConfig
 
 
 def rank_for_ratio(ratio: float, d_in: int, d_out: int, n: int) -> int:

@@ -136,7 +136,7 @@ class EarlyExitModel(nn.Module):
         # MAC widths of the heads (pool → linear, paper Sec. III-A): one list read by every MAC count
         self.head_in_features = [h.fc.in_features for h in self.heads]
         n = len(exits)
-        config.validate(n)
+        config.check_exit_count(n)
         self.register_buffer("betas", torch.tensor(config.betas or (0.0,) * n, dtype=torch.float32))
         self.register_buffer("thresholds", torch.tensor(config.thresholds or (1.0,) * n, dtype=torch.float32))
         self.train(backbone.training)  # start in the backbone's mode (a new Module would be in train)

@@ -1,6 +1,6 @@
 """LiveMind configuration: one dataclass that says everything a run does.
 
-Defaults follow the anchor protocol of the issue (LiveMind arXiv 2406.14319, §4 setup): sentence
+Defaults follow the anchor protocol (LiveMind arXiv 2406.14319, §4 setup): sentence
 segmentation, the ``ua-spi`` format, 240 characters per minute, greedy decoding, at most 256 new
 tokens per call.
 """
@@ -8,8 +8,9 @@ tokens per call.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any, ClassVar
 
-from frugalnn.errors import ConfigError
+from frugalnn.core.config import FieldError, MethodConfig, option
 
 SEGMENTERS = ("char", "word", "sentence", "clause")
 FORMATS = ("u-pi", "u-pli", "u-spi", "ua-pil", "ua-spi")
@@ -24,67 +25,58 @@ ANSWER_MODES = ("generate", "choice")
 
 
 @dataclass
-class Config:
-    """Everything a LiveMind run (or its complete-prompt baseline) does.
+class LiveMindConfig(MethodConfig):
+    """Everything a LiveMind run (or its complete-prompt baseline) does; see each field's help.
 
-    segmenter / min_segment_chars: how the streamed text is cut (spec step 1; pieces shorter than
-        ``min_segment_chars`` are merged with the next one, the reference's ``min_len=10``).
-    prompt_format: one of FORMATS (spec step 3). ``ua-spi`` keeps earlier messages unchanged, which
-        is what lets the local backend reuse its KV cache between steps.
-    chars_per_minute: typing speed of the simulated user (spec: Measurement).
-    max_new_tokens: cap on the final answer (anchor: 256).
-    max_inference_tokens: cap on one inference step while typing; keeps the history compact (the
-        anchor's reference run let 53 of 115 steps loop to 256 tokens).
-    loop_ngram: stop a generation when its last ``loop_ngram`` tokens already occurred in it (a
-        repetition loop); 0 disables the check. Applied to both LiveMind and the baseline.
-    stop_at_answer: stop the final answer once it matches ANSWER_PATTERN (both sides).
-    choose_action_by_score: pick ``inference`` / ``wait`` by comparing the model's scores for the
-        two action words after ``action `` instead of hoping the model writes the format.
-    wait_bias: added to the score of ``wait`` before the comparison (0 = plain argmax).
-    step_retries: how often a failing inference step is retried before it is skipped.
-    answer_format: the answer instruction appended to the last user message (both sides).
-    answer_mode: ``generate`` writes the final answer freely (greedy, stopped at the answer regex);
-        ``choice`` forces the reply to start with ANSWER_PREFIX and takes the letter of
-        ``answer_choices`` the model scores highest there: one forward pass, no decoding loop. It is
-        a decoding choice, applied to the baseline and LiveMind alike (docs/livemind.md).
-    answer_choices: the option letters ``choice`` mode picks from (MMLU: A-D).
+    ``ua-spi`` keeps earlier messages unchanged, which is what lets the local backend reuse its KV
+    cache between steps. ``answer_mode="choice"`` is a decoding choice applied to the baseline and
+    LiveMind alike (docs/livemind.md).
     """
 
-    segmenter: str = "sentence"
-    min_segment_chars: int = 10
-    prompt_format: str = "ua-spi"
-    chars_per_minute: float = 240.0
-    max_new_tokens: int = 256
-    max_inference_tokens: int = 32
-    loop_ngram: int = 8
-    stop_at_answer: bool = True
-    choose_action_by_score: bool = True
-    wait_bias: float = 0.0
-    step_retries: int = 1
-    answer_format: str = ANSWER_FORMAT
-    answer_mode: str = "generate"
-    answer_choices: str = "ABCD"
+    METHOD: ClassVar[str] = "livemind"
+    PRESETS: ClassVar[dict[str, dict[str, Any]]] = {
+        # the anchor protocol (LiveMind §4): sentences, ua-spi, free generation
+        "paper": {},
+        # one forward pass for the final answer: measured -51.7% mean latency (docs/livemind.md)
+        "ours": {"answer_mode": "choice"},
+    }
 
-    def __post_init__(self) -> None:
-        if self.segmenter not in SEGMENTERS:
-            raise ConfigError(f"unknown segmenter {self.segmenter!r}; use one of {', '.join(SEGMENTERS)}")
-        if self.prompt_format not in FORMATS:
-            raise ConfigError(
-                f"unknown prompt format {self.prompt_format!r}; use one of {', '.join(FORMATS)}"
-            )
-        if self.answer_mode not in ANSWER_MODES:
-            raise ConfigError(
-                f"unknown answer mode {self.answer_mode!r}; use one of {', '.join(ANSWER_MODES)}"
-            )
+    segmenter: str = option("sentence", "how the streamed text is cut (spec step 1)", choices=SEGMENTERS)
+    min_segment_chars: int = option(
+        10, "pieces shorter than this merge with the next one (the reference's min_len)", low=0
+    )
+    prompt_format: str = option(
+        "ua-spi", "prompt format of the inference steps (spec step 3)", choices=FORMATS
+    )
+    chars_per_minute: float = option(240.0, "typing speed of the simulated user", low=0.0, low_open=True)
+    max_new_tokens: int = option(256, "cap on the final answer's tokens", low=1)
+    max_inference_tokens: int = option(
+        32, "cap on one inference step while typing (keeps the history compact)", low=1
+    )
+    loop_ngram: int = option(
+        8, "stop a generation when its last n tokens already occurred in it; 0 disables", low=0
+    )
+    stop_at_answer: bool = option(True, "stop the final answer once it matches the answer pattern")
+    choose_action_by_score: bool = option(
+        True, "pick inference / wait by the model's scores for the two action words"
+    )
+    wait_bias: float = option(0.0, "added to the score of 'wait' before the comparison")
+    step_retries: int = option(1, "retries of a failing inference step before it is skipped", low=0)
+    answer_format: str = option(ANSWER_FORMAT, "answer instruction appended to the last user message")
+    answer_mode: str = option(
+        "generate",
+        "generate: free greedy answer; choice: force 'The answer is (' and take the best-scored letter",
+        choices=ANSWER_MODES,
+    )
+    answer_choices: str = option("ABCD", "the option letters choice mode picks from")
+
+    def check(self) -> None:
         if self.answer_mode == "choice" and (
             not self.answer_choices or len(set(self.answer_choices)) != len(self.answer_choices)
         ):
-            raise ConfigError(
-                f"answer_choices must be distinct option letters, e.g. 'ABCD'; got {self.answer_choices!r}"
+            raise FieldError(
+                "answer_choices", f"must be distinct option letters, e.g. 'ABCD'; got {self.answer_choices!r}"
             )
-        if not self.chars_per_minute > 0:
-            raise ConfigError(f"chars_per_minute must be positive, got {self.chars_per_minute}; e.g. 240")
-        if self.max_new_tokens < 1 or self.max_inference_tokens < 1:
-            raise ConfigError("max_new_tokens and max_inference_tokens must be at least 1; e.g. 256 and 48")
-        if self.min_segment_chars < 0 or self.loop_ngram < 0 or self.step_retries < 0:
-            raise ConfigError("min_segment_chars, loop_ngram and step_retries must be 0 or more")
+
+
+Config = LiveMindConfig

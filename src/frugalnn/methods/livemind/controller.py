@@ -122,7 +122,7 @@ class LiveMindController:
     """
 
     def __init__(self, config: Config, infer: Backend, output: Backend | None = None) -> None:
-        self.config = config
+        self.config = config.validate()
         self.infer = infer
         self.output = output or infer
         self.collaborative = self.output is not infer
