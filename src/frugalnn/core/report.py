@@ -132,6 +132,15 @@ def save_figure(fig: Any, path: str | Path, tight: bool = True) -> Path:
     return atomic_write_bytes(path, buffer.getvalue())
 
 
+def off_scale_series(
+    series: Mapping[str, tuple[Sequence[float], Sequence[float]]], ymax: float | None
+) -> dict[str, tuple[float, float]]:
+    """Label -> (lowest, highest) y of every series lying wholly above ``ymax`` (none without a ``ymax``)."""
+    if ymax is None:
+        return {}
+    return {label: (min(ys), max(ys)) for label, (_, ys) in series.items() if len(ys) and min(ys) > ymax}
+
+
 def line_plot(
     path: str | Path,
     series: Mapping[str, tuple[Sequence[float], Sequence[float]]],
@@ -158,11 +167,7 @@ def line_plot(
     import matplotlib.pyplot as plt
     import matplotlib.ticker
 
-    off_scale = {
-        label: (min(ys), max(ys))
-        for label, (_, ys) in series.items()
-        if ymax is not None and len(ys) and min(ys) > ymax
-    }
+    off_scale = off_scale_series(series, ymax)
     fig, ax = plt.subplots(figsize=(8.5 if legend_outside else 6, 4.5), dpi=120)
     for label, (xs, ys) in series.items():
         if label in off_scale:
