@@ -1,4 +1,4 @@
-"""Wall-clock side of the early-exit study (experiments/early_exit.py): the real skipping forward
+"""Wall-clock side of the early-exit study (``study.py``): the real skipping forward
 timed against the plain backbone, the batch-size-1 path, and each segment's time share vs MAC share.
 
 The promised speed-up is always dense MACs / average MACs per image (heads included); the measured one
