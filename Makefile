@@ -22,7 +22,7 @@ $(VENV)/.pkg-ok: $(VENV)/.torch-ok pyproject.toml
 setup: $(VENV)/.pkg-ok
 
 assets: setup
-	PYTHON=$(PY) bash scripts/fetch_assets.sh all
+	$(VENV)/bin/frugalnn assets fetch all
 
 tools:
 	bash scripts/install_tools.sh

@@ -25,5 +25,5 @@ def smol_tokenizer():
     try:
         folder = llm._bundled_folder("smollm2")
     except MissingAssetError:
-        pytest.fail("smollm2 asset not installed; run make assets")
+        pytest.fail("smollm2 asset not installed; run frugalnn assets fetch")
     return AutoTokenizer.from_pretrained(str(folder))

@@ -2,37 +2,94 @@
 
 Each sub-command group lives in its own module under ``frugalnn.commands`` and exposes
 ``register(subparsers)``; modules are discovered, so adding a method never edits this file.
+Only the module of the command being run is imported: the others are listed from their source (the
+``sub.add_parser("name", help="...")`` calls in ``register``), so ``frugalnn --help`` imports no torch.
 Every ``FrugalError`` becomes one line on stderr and exit code 2.
 """
 
 from __future__ import annotations
 
 import argparse
+import ast
 import importlib
 import pkgutil
 import sys
+from pathlib import Path
 
 from frugalnn import __version__, commands
 from frugalnn.errors import FrugalError
 
+# the commands a new user reaches for first, in this order; the rest follow alphabetically
+FIRST = ("train", "eval", "info", "zoo", "reproduce")
 
-def build_parser() -> argparse.ArgumentParser:
+
+def _declared(path: Path) -> list[tuple[str, str]]:
+    """(name, help) of every ``<first arg of register>.add_parser("name", help="...")`` in a module."""
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    found: list[tuple[str, str]] = []
+    for fn in tree.body:
+        if not (isinstance(fn, ast.FunctionDef) and fn.name == "register" and fn.args.args):
+            continue
+        sub = fn.args.args[0].arg
+        for node in ast.walk(fn):
+            is_call = isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)
+            if not (is_call and node.func.attr == "add_parser" and isinstance(node.func.value, ast.Name)):
+                continue
+            if node.func.value.id != sub or not node.args or not isinstance(node.args[0], ast.Constant):
+                continue
+            helps = [k.value for k in node.keywords if k.arg == "help" and isinstance(k.value, ast.Constant)]
+            found.append((str(node.args[0].value), str(helps[0].value) if helps else ""))
+    return found
+
+
+def command_table() -> tuple[dict[str, tuple[str, str]], list[str]]:
+    """(command name -> (module name, help), modules whose commands cannot be read from the source:
+    those are always imported)."""
+    table: dict[str, tuple[str, str]] = {}
+    opaque: list[str] = []
+    for info in pkgutil.iter_modules(commands.__path__):
+        if info.name.startswith("_"):
+            continue
+        path = Path(commands.__path__[0]) / f"{info.name}.py"
+        declared = _declared(path) if path.is_file() else []
+        if not declared:
+            opaque.append(info.name)
+        for name, help_text in declared:
+            table[name] = (info.name, help_text)
+    ordered = sorted(table.items(), key=lambda kv: (FIRST.index(kv[0]) if kv[0] in FIRST else 99, kv[0]))
+    return dict(ordered), opaque
+
+
+def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
+    """The parser; only the module of the command named in ``argv`` is imported (None: all of them)."""
     parser = argparse.ArgumentParser(
         prog="frugalnn",
         description="Make neural networks cheap to run: compress, prune, exit early, and cost them in hardware.",
     )
     parser.add_argument("--version", action="version", version=f"frugalnn {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for info in sorted(pkgutil.iter_modules(commands.__path__), key=lambda m: m.name):
-        if info.name.startswith("_"):
-            continue
-        module = importlib.import_module(f"frugalnn.commands.{info.name}")
-        module.register(sub)
+    table, opaque = command_table()
+    words = [a for a in argv if not a.startswith("-")] if argv is not None else []
+    chosen = (
+        {table[w][0] for w in words[:1] if w in table} if argv is not None else {m for m, _ in table.values()}
+    )
+    chosen |= set(opaque)
+    for module in dict.fromkeys([*(m for m, _ in table.values()), *opaque]):
+        if module in chosen:
+            importlib.import_module(f"frugalnn.commands.{module}").register(sub)
+    registered = set(sub.choices)
+    for name, (_, help_text) in table.items():
+        if name not in registered:  # listed for --help; its module loads when it is the one run
+            sub.add_parser(name, help=help_text, add_help=False)
+    # list in the user's order (argparse lists in the order parsers were added)
+    order = list(table)
+    sub._choices_actions.sort(key=lambda a: order.index(a.dest) if a.dest in order else len(order))  # noqa: SLF001
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
+    argv = sys.argv[1:] if argv is None else argv
+    parser = build_parser(argv)
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):
         parser.print_help()

@@ -10,7 +10,7 @@ import pytest
 import torch
 from torch import nn
 
-from frugalnn.core.checkpoint import save_checkpoint
+from frugalnn.core.checkpoint import load_checkpoint, save_checkpoint, transform_config
 from frugalnn.core.data import load_digits
 from frugalnn.core.measure import count_macs, count_params
 from frugalnn.core.models import ModelSpec, ResNetCifar, VGGSmall, build_model
@@ -19,7 +19,6 @@ from frugalnn.methods.class_pruning import (
     ChannelGraph,
     Config,
     MacModel,
-    load_pruned,
     prune,
     prune_channels,
     save_pruned,
@@ -126,8 +125,8 @@ def test_save_load_and_onnx_of_pruned_resnet(tmp_path) -> None:
         model, x[:1], {"stem.0": [0, 1, 2, 3], "layer3.0.conv1": list(range(40)), "layer2.1.conv1": [5]}
     )
     save_pruned(tmp_path / "ck", model, spec)
-    loaded, _, meta = load_pruned(tmp_path / "ck")
-    assert meta["layer_shapes"]["layer3.0.conv1"]["out"] == 24
+    loaded, _, meta = load_checkpoint(tmp_path / "ck")
+    assert transform_config(meta, "layer_widths")["layer3.0.conv1"]["out"] == 24
     torch.testing.assert_close(loaded.eval()(x), model(x))
     path = tmp_path / "pruned.onnx"
     torch.onnx.export(loaded, (x,), str(path), input_names=["x"], output_names=["y"], dynamo=False)
@@ -163,9 +162,7 @@ def test_prune_loop_reaches_target_on_digits() -> None:
     data = dataclasses.replace(data, x_test=data.x_test[:100], y_test=data.y_test[:100])
     torch.manual_seed(0)
     model = ResNetCifar(1, 10, depth=8, width=8)
-    config = Config(
-        target_flops=0.4, iterations=2, pretrain_steps=2, finetune_steps=2, final_steps=2, batch_size=32
-    )
+    config = Config(ratio=0.6, iterations=2, pretrain_steps=2, finetune_steps=2, final_steps=2, batch_size=32)
     pruned, record = prune(model, config, data, progress=False)
     dense = count_macs(model, data.x_test[:1])
     assert count_macs(pruned, data.x_test[:1]) == record["macs"] <= 0.4 * dense
@@ -177,10 +174,18 @@ def test_prune_loop_reaches_target_on_digits() -> None:
     assert model.stem[0].out_channels == 8  # the caller's model is untouched
 
 
-@pytest.mark.parametrize("target", [0.0, 1.0, -0.5, 1.5])
-def test_target_outside_unit_interval_is_rejected(target: float) -> None:
-    with pytest.raises(ConfigError, match="strictly between 0 and 1"):
-        Config(target_flops=target).validate()
+@pytest.mark.parametrize("ratio", [0.0, 1.0, -0.5, 1.5, float("nan")])
+def test_ratio_outside_unit_interval_is_rejected(ratio: float) -> None:
+    with pytest.raises(ConfigError, match=r"^ratio must be"):
+        Config(ratio=ratio).validate()
+
+
+def test_old_config_dicts_load_with_ratio_removed() -> None:
+    old = {"method": "l1", "target_flops": 0.4, "iterations": 2}  # version-1 record: share kept
+    cfg = Config.from_dict(old)
+    assert cfg.ratio == pytest.approx(0.6) and cfg.method == "l1" and cfg.iterations == 2
+    assert Config.from_dict(cfg.to_dict()) == cfg
+    assert Config.preset("ours").relative_threshold == 0.1 and Config.preset("l1").method == "l1"
 
 
 def test_unsupported_layers_are_named() -> None:
@@ -202,6 +207,29 @@ def test_unsupported_layers_are_named() -> None:
         prune(build_model("mlp", image_size=8), Config(), load_digits(), progress=False)
 
 
+def test_hand_built_model_saves_pruned_and_loads_into_a_fresh_instance(tmp_path) -> None:
+    """No zoo spec: the checkpoint records the widths, the caller supplies the unpruned architecture."""
+
+    def net() -> nn.Module:
+        torch.manual_seed(3)
+        return nn.Sequential(
+            nn.Conv2d(1, 8, 3, padding=1), nn.BatchNorm2d(8), nn.ReLU(),
+            nn.Conv2d(8, 6, 3, padding=1), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(6, 4),
+        )  # fmt: skip
+
+    model = net().eval()
+    x = torch.randn(3, 1, 8, 8)
+    prune_channels(model, x[:1], {"0": [1, 4, 6], "3": [0]})
+    save_pruned(tmp_path / "ck", model)
+    with pytest.raises(
+        CheckpointError, match=r"user-built Sequential without a model spec; pass a fresh instance"
+    ):
+        load_checkpoint(tmp_path / "ck")
+    loaded, spec, _ = load_checkpoint(tmp_path / "ck", model=net())
+    assert spec is None and loaded[0].out_channels == 5 and loaded[7].in_features == 5
+    torch.testing.assert_close(loaded.eval()(x), model(x))
+
+
 def test_mismatched_checkpoint_and_data_are_rejected(tmp_path) -> None:
     spec = ModelSpec("resnet20", image_size=16)
     model = build_model(spec)
@@ -210,12 +238,12 @@ def test_mismatched_checkpoint_and_data_are_rejected(tmp_path) -> None:
     # weights of the pruned model under a dense checkpoint's JSON: shapes disagree
     save_checkpoint(tmp_path / "bad", model, spec)
     with pytest.raises(CheckpointError, match="does not match"):
-        load_pruned(tmp_path / "bad")
+        load_checkpoint(tmp_path / "bad")
     vgg = ModelSpec("vgg-small", image_size=16)
     save_pruned(tmp_path / "other", build_model(vgg), vgg)
     meta_path = tmp_path / "other" / "checkpoint.json"
     meta_path.write_text(meta_path.read_text().replace('"vgg-small"', '"resnet20"'))
     with pytest.raises(CheckpointError, match="not in this architecture"):
-        load_pruned(tmp_path / "other")
+        load_checkpoint(tmp_path / "other")
     with pytest.raises(CheckpointError, match="predicts 3 classes"):
         prune(build_model("resnet20", num_classes=3, image_size=8), Config(), load_digits(), progress=False)

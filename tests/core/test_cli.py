@@ -64,3 +64,33 @@ def test_help_everywhere():
     for sub in ([], ["train"], ["eval"], ["info"], ["reproduce"], ["zoo"]):
         proc = run_cli(*sub, "--help")
         assert proc.returncode == 0 and "usage" in proc.stdout
+
+
+def test_help_lists_commands_without_importing_torch() -> None:
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\n"
+        "from frugalnn.cli import main\n"
+        "try:\n    main(['--help'])\nexcept SystemExit:\n    pass\n"
+        "print('TORCH' if 'torch' in sys.modules else 'NO-TORCH')\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip().endswith("NO-TORCH")
+    listed = [line.split()[0] for line in out.splitlines() if line.startswith("    ") and line[4] != " "]
+    assert listed[:5] == ["train", "eval", "info", "zoo", "reproduce"]
+
+
+def test_command_table_read_from_source_matches_what_modules_register() -> None:
+    import argparse
+    import importlib
+
+    from frugalnn.cli import command_table
+
+    table, opaque = command_table()
+    assert not opaque  # every module's commands can be listed without importing it
+    for module in {m for m, _ in table.values()}:
+        sub = argparse.ArgumentParser().add_subparsers()
+        importlib.import_module(f"frugalnn.commands.{module}").register(sub)
+        assert set(sub.choices) == {n for n, (m, _) in table.items() if m == module}

@@ -55,14 +55,15 @@ def test_round_trip_through_json_and_migration():
     cfg = ToyConfig(ratio=0.4, layers=("a", "b"), steps=3)
     back = ToyConfig.from_dict(json.loads(json.dumps(cfg.to_dict())))
     assert back == cfg and isinstance(back.layers, tuple)
-    old = {"method": "toy", "version": 1, "keep": 0.75}
+    assert cfg.to_dict()["config_of"] == "toy" and cfg.to_dict()["config_version"] == 2
+    old = {"config_of": "toy", "keep": 0.75}  # no config_version: version 1
     assert ToyConfig.from_dict(old).ratio == pytest.approx(0.25)
     with pytest.raises(ConfigError, match="newer"):
-        ToyConfig.from_dict({"method": "toy", "version": 3})
+        ToyConfig.from_dict({"config_of": "toy", "config_version": 3})
     with pytest.raises(ConfigError, match="no field"):
-        ToyConfig.from_dict({"method": "toy", "bogus": 1})
+        ToyConfig.from_dict({"config_of": "toy", "config_version": 2, "bogus": 1})
     with pytest.raises(ConfigError, match="for method"):
-        ToyConfig.from_dict({"method": "other"})
+        ToyConfig.from_dict({"config_of": "other"})
 
 
 def test_presets():

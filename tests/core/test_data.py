@@ -113,16 +113,16 @@ def test_small_image_sets():
 def test_unknown_names():
     with pytest.raises(ConfigError, match="choose one of"):
         data.load_image_data("imagenet")
-    with pytest.raises(ConfigError, match="--data-root"):
+    with pytest.raises(ConfigError, match="needs a folder: pass root=PATH"):
         data.load_image_data("cifar10")
     with pytest.raises(ConfigError, match="choose one of"):
         data.load_text("gutenberg:moby")
 
 
 def test_missing_asset_names_the_fix(empty_cache):
-    with pytest.raises(MissingAssetError, match="make assets"):
+    with pytest.raises(MissingAssetError, match="frugalnn assets fetch"):
         data.load_fashion_mnist()
-    with pytest.raises(MissingAssetError, match="make assets"):
+    with pytest.raises(MissingAssetError, match="frugalnn assets fetch"):
         data.load_text("austen:emma")
 
 
@@ -160,3 +160,28 @@ def test_mmlu():
     assert {q.answer for q in questions} == {"A", "B", "C", "D"}
     assert len({q.subject for q in questions}) == 57
     assert all(len(q.choices) == 4 for q in questions[:100])
+
+
+def test_dataset_table_gives_defaults_and_the_flip_rule():
+    assert set(data.DATASETS) == set(data.IMAGE_DATASETS)
+    assert data.flips_valid("fashion-mnist") and data.flips_valid("cifar100")
+    assert not data.flips_valid("digits") and not data.flips_valid("mnist5k") and not data.flips_valid("mine")
+    d = data.load_image_data("digits")
+    assert len(d.x_val) == data.DATASETS["digits"].val_size == 200
+
+
+def test_calibration_sampler_is_the_seeded_permutation_and_leaves_global_state_alone():
+    windows = torch.arange(433 * 2).view(433, 2)
+    torch.manual_seed(7)
+    before = torch.rand(3)
+    torch.manual_seed(7)
+    got = data.sample_windows(windows, 64, 2023)
+    assert torch.equal(torch.rand(3), before)  # the global generator did not move
+    torch.manual_seed(2023)  # reference: the documented recipe with the global generator
+    order = torch.randperm(433)
+    assert torch.equal(got, windows[order[:64]])
+    held_out = data.sample_windows(windows, 10, 2023, skip=64)
+    assert torch.equal(held_out, windows[order[64:74]])
+    assert not set(held_out[:, 0].tolist()) & set(got[:, 0].tolist())
+    with pytest.raises(DataError, match="434 windows asked for, the text has 433"):
+        data.sample_windows(windows, 370, 2023, skip=64)

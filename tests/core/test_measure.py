@@ -79,3 +79,26 @@ def test_accuracy_and_errors():
     assert accuracy(m, x, torch.tensor([0, 1, 1])) == pytest.approx(2 / 3)
     with pytest.raises(ConfigError, match="empty"):
         accuracy(m, x[:0], torch.tensor([], dtype=torch.long))
+
+
+def test_layer_walker_visits_in_execution_order_and_cleans_up_after_an_error():
+    from torch import nn
+
+    from frugalnn.core.measure import walk_layers
+
+    model = nn.Sequential(nn.Linear(4, 3), nn.ReLU(), nn.Linear(3, 2)).train()
+    seen = []
+    walk_layers(
+        model,
+        torch.zeros(5, 4),
+        lambda n, m: isinstance(m, nn.Linear),
+        lambda n, m, i, k, o: seen.append((n, tuple(o.shape))),
+    )
+    assert seen == [("0", (5, 3)), ("2", (5, 2))] and model.training
+
+    def boom(*_):
+        raise RuntimeError("stop")
+
+    with pytest.raises(RuntimeError, match="stop"):
+        walk_layers(model, torch.zeros(1, 4), lambda n, m: n == "0", boom)
+    assert model.training and not model[0]._forward_hooks

@@ -80,3 +80,20 @@ def test_quantize_model_swaps_and_keeps_weights():
     assert (out - ref).abs().max() < 0.05 * ref.abs().max()  # int8 is close to float
     with pytest.raises(ConfigError):
         QuantConfig(weight_bits=1).validate()
+
+
+def test_quantised_checkpoint_loads_back_through_its_transform(tmp_path):
+    from frugalnn.core.checkpoint import load_checkpoint, save_checkpoint
+    from frugalnn.core.models import ModelSpec, build_model
+    from frugalnn.core.quant import calibrate, quant_transform, quantize_model
+
+    spec = ModelSpec("lenet5", image_size=28)
+    torch.manual_seed(0)
+    config = QuantConfig(weight_bits=6, per_channel=False)
+    model = calibrate(quantize_model(build_model(spec), config), torch.randn(16, 1, 28, 28)).eval()
+    save_checkpoint(tmp_path, model, spec, transforms=[quant_transform(config)])
+    loaded, _, _ = load_checkpoint(tmp_path)
+    x = torch.randn(4, 1, 28, 28)
+    assert torch.equal(loaded.eval()(x), model(x))
+    layers = [m for m in loaded.modules() if hasattr(m, "act_scale")]
+    assert layers and all(m.config == config and float(m.act_scale) > 0 for m in layers)

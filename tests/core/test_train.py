@@ -79,7 +79,7 @@ def test_resume_refuses_other_config(digits, tmp_path):
 def test_bad_configs(digits):
     with pytest.raises(ConfigError, match="epochs"):
         train(_fresh(), digits, TrainConfig(epochs=-1), progress=False)
-    with pytest.raises(ConfigError, match="batch size"):
+    with pytest.raises(ConfigError, match="batch_size must be positive"):
         train(_fresh(), digits, TrainConfig(batch_size=0), progress=False)
     with pytest.raises(ConfigError, match="exceeds"):
         train(_fresh(), digits, TrainConfig(batch_size=100_000), progress=False)
@@ -186,14 +186,33 @@ def test_ddp_two_gloo_processes_match_single_process(tmp_path):
 
 def test_load_checkpoint_rebuilds_recorded_layer_widths(tmp_path):
     """A structurally thinner model (e.g. pruned) saves its widths and loads back with plain load_checkpoint."""
-    from frugalnn.core.checkpoint import layer_shapes, save_checkpoint
+    from frugalnn.core.checkpoint import layer_widths, save_checkpoint
 
     spec = ModelSpec("vgg-small", image_size=8, options={"stages": [8, 16, 16]})
     thin = build_model("vgg-small", image_size=8, stages=(8, 12, 16))  # a different middle width
-    save_checkpoint(tmp_path, thin, spec, {"layer_shapes": layer_shapes(thin)})
+    save_checkpoint(tmp_path, thin, spec, transforms=[{"name": "layer_widths", "config": layer_widths(thin)}])
     loaded, _, _ = load_checkpoint(tmp_path)
     x = torch.randn(2, 1, 8, 8)
     thin.eval()
     loaded.eval()
     assert loaded.blocks[1][0].out_channels == 12
     assert torch.equal(loaded(x), thin(x))
+
+
+def test_checkpoints_from_before_the_transforms_list_still_load(tmp_path):
+    """Old pruned checkpoints kept the widths under a top-level ``layer_shapes`` key."""
+    from frugalnn.core.checkpoint import layer_widths, save_checkpoint
+
+    spec = ModelSpec("vgg-small", image_size=8, options={"stages": [8, 16, 16]})
+    thin = build_model("vgg-small", image_size=8, stages=(8, 12, 16)).eval()
+    save_checkpoint(tmp_path, thin, spec)
+    (tmp_path / "checkpoint.json").write_text(
+        json.dumps({"spec": spec.to_dict(), "layer_shapes": layer_widths(thin)})
+    )
+    loaded, _, _ = load_checkpoint(tmp_path)
+    x = torch.randn(2, 1, 8, 8)
+    assert torch.equal(loaded.eval()(x), thin(x))
+    meta = json.loads((tmp_path / "checkpoint.json").read_text())
+    (tmp_path / "checkpoint.json").write_text(json.dumps({**meta, "transforms": [{"name": "os.system"}]}))
+    with pytest.raises(CheckpointError, match="no model_transform named 'os.system' is registered"):
+        load_checkpoint(tmp_path)

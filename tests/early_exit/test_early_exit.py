@@ -7,10 +7,12 @@ import pytest
 import torch
 from torch import nn
 
+from frugalnn.core.checkpoint import load_checkpoint, transform_config
 from frugalnn.core.models import ModelSpec, build_model
 from frugalnn.errors import ConfigError, UnsupportedModelError
 from frugalnn.methods.early_exit import (
     Config,
+    EarlyExitModel,
     attach_exits,
     collect_outputs,
     evaluate,
@@ -26,7 +28,8 @@ from frugalnn.methods.early_exit import (
     simulate,
     skipping_forward,
 )
-from frugalnn.methods.early_exit.heads import MASKED, ExitHead
+from frugalnn.methods.early_exit.chain import MASKED
+from frugalnn.methods.early_exit.heads import ExitHead
 
 
 def small_vgg(
@@ -246,7 +249,28 @@ def test_save_load_round_trip(tmp_path):
     ee.set_betas([0.25])
     save_early_exit(tmp_path / "ee", ee, spec)
     back, spec2, meta = load_early_exit(tmp_path / "ee")
-    assert spec2 == spec and back.exit_names == ("blocks.1",) and meta["early_exit"]["head_pool"] == 2
+    assert (
+        spec2 == spec
+        and back.exit_names == ("blocks.1",)
+        and transform_config(meta, "early_exit")["head_pool"] == 2
+    )
+    assert torch.equal(back.eval()(x), ee.eval()(x))
+
+
+def test_checkpoint_from_before_the_transforms_list_loads(tmp_path):
+    """Old early-exit checkpoints kept the wrapper's config under a top-level ``early_exit`` key."""
+    import json
+
+    backbone, spec = small_vgg()
+    ee, _ = attach_exits(backbone, Config(input_shape=(1, 8, 8), exits=("blocks.1",)))
+    x = torch.randn(20, 1, 8, 8)
+    spread_heads(ee, x)
+    save_early_exit(tmp_path / "ee", ee, spec)
+    path = tmp_path / "ee" / "checkpoint.json"
+    meta = json.loads(path.read_text())
+    path.write_text(json.dumps({"spec": meta["spec"], "early_exit": meta["transforms"][0]["config"]}))
+    back, _, _ = load_checkpoint(tmp_path / "ee")
+    assert isinstance(back, EarlyExitModel)
     assert torch.equal(back.eval()(x), ee.eval()(x))
 
 

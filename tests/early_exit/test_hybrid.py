@@ -10,6 +10,7 @@ import pytest
 import torch
 from test_early_exit import reference, small_vgg, spread_heads  # same directory (rootdir-style import)
 
+from frugalnn.core.checkpoint import transform_config
 from frugalnn.core.data import ImageData
 from frugalnn.methods.early_exit import (
     Config,
@@ -27,7 +28,7 @@ from frugalnn.methods.early_exit import (
     skipping_forward,
     train_heads,
 )
-from frugalnn.methods.early_exit.heads import MASKED
+from frugalnn.methods.early_exit.chain import MASKED
 
 K = 5  # classes of small_vgg
 
@@ -304,7 +305,7 @@ def test_hybrid_save_load_round_trip(tmp_path):
     ee.set_thresholds([0.9, 0.8])
     save_early_exit(tmp_path / "hy", ee, spec)
     back, _, meta = load_early_exit(tmp_path / "hy")
-    assert meta["early_exit"]["mode"] == "hybrid" and back.heads[0].conf is not None
+    assert transform_config(meta, "early_exit")["mode"] == "hybrid" and back.heads[0].conf is not None
     _same(skipping_forward(back.eval(), x), skipping_forward(ee, x))
 
 

@@ -41,4 +41,4 @@ def smollm2():
     try:
         return load_causal_lm("smollm2")
     except MissingAssetError:
-        pytest.fail("smollm2 asset not installed; run make assets")
+        pytest.fail("smollm2 asset not installed; run frugalnn assets fetch")

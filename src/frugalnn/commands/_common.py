@@ -82,7 +82,7 @@ def add_config_options(
         if not f.metadata.get("cli", True) or f.name in exclude or (only is not None and f.name not in only):
             continue
         tp = _strip_optional(hints[f.name])
-        help_text = f.metadata.get("help", "")
+        help_text = f.metadata.get("help", "").replace("%", "%%")  # argparse formats help with %
         default = f.default if f.default is not dataclasses.MISSING else None
         if default is not None:
             help_text = f"{help_text} (default {default})"

@@ -12,7 +12,8 @@ import sys
 import threading
 import time
 
-from frugalnn.commands._common import positive_int, set_threads
+from frugalnn.commands._common import add_config_options, config_from_args, set_threads
+from frugalnn.methods.livemind.config import LiveMindConfig
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -26,9 +27,12 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--model", default="smollm2", help="smollm2, a Hugging Face folder or a .gguf (default smollm2)"
     )
     p.add_argument("--url", default=None, help="use an OpenAI-compatible server at this URL instead")
-    p.add_argument("--segmenter", default="sentence", choices=("char", "word", "sentence", "clause"))
-    p.add_argument("--format", default="ua-spi", choices=("u-pi", "u-pli", "u-spi", "ua-pil", "ua-spi"))
-    p.add_argument("--max-tokens", type=positive_int, default=256, help="cap on the final answer")
+    add_config_options(
+        p,
+        LiveMindConfig,
+        exclude=("answer_format", "answer_choices", "chars_per_minute"),
+        aliases={"prompt_format": ("--format",), "max_new_tokens": ("--max-tokens",)},
+    )
     p.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
     p.set_defaults(func=run)
 
@@ -137,12 +141,10 @@ def _piped(controller: object) -> int:
 
 
 def run(args: argparse.Namespace) -> int:
-    from frugalnn.methods.livemind import Config, HTTPBackend, LiveMindController
+    from frugalnn.methods.livemind import HTTPBackend, LiveMindController
 
     set_threads(args.threads)
-    config = Config(
-        segmenter=args.segmenter, prompt_format=args.format, max_new_tokens=args.max_tokens, answer_format=""
-    )
+    config = config_from_args(LiveMindConfig, args, answer_format="")  # a person's question: no MMLU format
     if args.url:
         backend = HTTPBackend(args.url, args.model)
         backend.models()  # fail now, with the fix, when the server is not there

@@ -36,7 +36,13 @@ def register(sub: argparse._SubParsersAction) -> None:
         default=None,
         help="matrix types or roles that share a basis (e.g. q up gate); default: by family",
     )
-    c.add_argument("--calib", default="austen:emma", help="calibration text (default austen:emma)")
+    c.add_argument(
+        "--calib",
+        default="mix",
+        help="calibration text: mix (Austen's Emma, the Jargon File and Lee news, a third each; the "
+        "default), one source (austen:emma, jargon, lee, file:PATH, dir:PATH of .txt files), or "
+        "weighted sources austen:emma=0.5,jargon=0.5",
+    )
     c.add_argument("--calib-windows", type=positive_int, default=64, help="number of windows (default 64)")
     c.add_argument("--window", type=positive_int, default=512, help="tokens per window (default 512)")
     c.add_argument("--calib-seed", type=int, default=2023, help="window selection seed (default 2023)")
@@ -55,8 +61,19 @@ def register(sub: argparse._SubParsersAction) -> None:
         description="exp(mean of per-window mean NLL) over non-overlapping windows.",
     )
     e.add_argument("--model", required=True, help="'smollm2', a model folder (compressed or not) or a .gguf")
-    e.add_argument("--data", default="austen:prideprejudice", help="text (default austen:prideprejudice)")
-    e.add_argument("--tokens", type=positive_int, default=40960, help="first N tokens (default 40960)")
+    e.add_argument(
+        "--data",
+        default="austen:prideprejudice",
+        help="text, or several comma-separated (austen:prideprejudice,jargon,lee: the held-out evaluation "
+        "slices; other texts: their first --tokens tokens); default austen:prideprejudice",
+    )
+    e.add_argument(
+        "--tokens", type=positive_int, default=40960, help="at most N tokens per text (default 40960)"
+    )
+    e.add_argument(
+        "--baseline", help="also evaluate this model (e.g. the dense one) and print the ratio to it"
+    )
+    e.add_argument("--json", action="store_true", help="print the table as JSON")
     e.add_argument("--window", type=positive_int, default=512, help="window length (default 512)")
     e.add_argument("--batch-size", type=positive_int, default=4, help="windows per forward (default 4)")
     e.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
@@ -76,9 +93,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def cmd_compress(args: argparse.Namespace) -> int:
-    import torch
-
-    from frugalnn.core.data import load_text, token_windows
+    from frugalnn.core.data.calib import calibration_windows, parse_calib
     from frugalnn.core.io import atomic_write_json
     from frugalnn.core.llm import encode_text, load_causal_lm, save_causal_lm
     from frugalnn.methods.basis_sharing import compress
@@ -93,19 +108,18 @@ def cmd_compress(args: argparse.Namespace) -> int:
     share = {"share": tuple(args.share)} if args.share else {}
     # fail on impossible combinations before loading the model
     config = config_from_args(BasisSharingConfig, args, preset=preset, **share)
+    parse_calib(args.calib)
     start = time.perf_counter()
     model, tok = load_causal_lm(args.model)
-    text = load_text(args.calib)
-    windows = token_windows(encode_text(tok, text.text), args.window)
-    torch.manual_seed(args.calib_seed)
-    calib = windows[torch.randperm(len(windows))[: args.calib_windows]]
-    print(
-        f"calibration: {len(calib)} of {len(windows)} windows of {args.window} tokens from {args.calib}",
-        flush=True,
+    calib, identity = calibration_windows(
+        lambda text: encode_text(tok, text), args.calib, args.calib_windows, args.window, args.calib_seed
     )
+    drawn = ", ".join(f"{s['source']} {s['windows']}" for s in identity["sources"])
+    print(f"calibration: {len(calib)} windows of {args.window} tokens ({drawn})", flush=True)
     model, record = compress(model, config, calib)
     save_causal_lm(model, tok, out)
-    record["calibration_data"] = {**text.identity, "windows": len(calib), "window": args.window}
+    record["calibration_data"] = {**identity, "windows": len(calib)}
+    record["source_model"] = str(args.model)
     atomic_write_json(out / "frugalnn_compress_record.json", record)
     print(
         f"projection parameters: {record['projection_params_before']:,} -> {record['projection_params_after']:,} "
@@ -120,18 +134,37 @@ def cmd_compress(args: argparse.Namespace) -> int:
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
-    from frugalnn.core.data import load_text, token_windows
+    import json
+
+    from frugalnn.core.data.calib import evaluation_windows, parse_calib
     from frugalnn.core.llm import count_parameters, encode_text, load_causal_lm, perplexity
+    from frugalnn.core.report import markdown_table
 
     set_threads(args.threads)
-    model, tok = load_causal_lm(args.model)
-    text = load_text(args.data)
-    windows = token_windows(encode_text(tok, text.text), args.window, limit_tokens=args.tokens)
-    start = time.perf_counter()
-    ppl = perplexity(model, windows, batch_size=args.batch_size)
+    domains = [d.strip() for d in args.data.split(",") if d.strip()]
+    for domain in domains:
+        parse_calib(domain)  # an unknown text fails before any model loads
+    names = [args.model] + ([args.baseline] if args.baseline else [])
+    rows: dict[str, dict] = {d: {"data": d} for d in domains}
+    for label, name in zip(("perplexity", "baseline_perplexity"), names):
+        model, tok = load_causal_lm(name)
+        start = time.perf_counter()
+        for domain in domains:
+            windows = evaluation_windows(
+                lambda t, tok=tok: encode_text(tok, t), domain, args.window, args.tokens
+            )
+            rows[domain][label] = perplexity(model, windows, batch_size=args.batch_size)
+            rows[domain]["tokens"] = windows.numel()
+        print(
+            f"{name}: {count_parameters(model):,} parameters; {time.perf_counter() - start:.1f} s", flush=True
+        )
+        del model
+    for row in rows.values():
+        if args.baseline:
+            row["ratio_to_baseline"] = row["perplexity"] / row["baseline_perplexity"]
+    table = list(rows.values())
     print(
-        f"perplexity {ppl:.3f} on {windows.numel()} tokens of {args.data} ({len(windows)} windows of "
-        f"{args.window}); {count_parameters(model):,} parameters; {time.perf_counter() - start:.1f} s"
+        json.dumps(table, indent=2) if args.json else markdown_table(table), end="" if not args.json else "\n"
     )
     return 0
 

@@ -4,16 +4,12 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 
-from frugalnn.commands._common import (
-    non_negative_int,
-    positive_float,
-    positive_int,
-    set_threads,
-    unit_interval,
-)
+from frugalnn.commands._common import add_config_options, config_from_args, set_threads, unit_interval
 from frugalnn.errors import CheckpointError, ConfigError
+from frugalnn.methods.class_pruning.config import ClassPruningConfig
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -23,47 +19,15 @@ def register(sub: argparse._SubParsersAction) -> None:
         description="Iterative filter pruning: score → remove (physically, dependency-aware) → fine-tune. "
         "Writes a normal checkpoint (safetensors + JSON with the pruned layer widths) to --out.",
     )
-    p.add_argument("--method", choices=("class-aware", "l1", "taylor"), default="class-aware")
     p.add_argument("--model", required=True, help="checkpoint folder or zoo name (resnet20, vgg-small)")
     p.add_argument("--data", default="fashion-mnist", help="image data set the model was trained on")
     p.add_argument("--data-root", help="folder for cifar10/cifar100/idx data")
+    add_config_options(p, ClassPruningConfig)
     p.add_argument(
         "--target-flops",
         type=unit_interval,
-        default=0.4,
-        help="share of the MACs to keep, in (0, 1); 0.4 = 60%% fewer",
+        help="deprecated (use --ratio): share of the MACs to keep; --target-flops 0.4 = --ratio 0.6",
     )
-    p.add_argument("--iterations", type=positive_int, default=3, help="prune → fine-tune rounds")
-    p.add_argument("--allocation", choices=("auto", "global", "uniform"), default="auto")
-    p.add_argument("--round-to", type=positive_int, default=4, help="kept channels are multiples of this")
-    p.add_argument(
-        "--pretrain-steps", type=non_negative_int, default=100, help="regularised steps before round 1"
-    )
-    p.add_argument("--finetune-steps", type=non_negative_int, default=150, help="SGD steps after each round")
-    p.add_argument("--final-steps", type=non_negative_int, default=400, help="SGD steps after the last round")
-    p.add_argument("--lr", type=positive_float, default=0.01)
-    p.add_argument("--orth-weight", type=float, default=0.01, help="orthogonality regulariser (class-aware)")
-    p.add_argument("--l1-weight", type=float, default=0.0, help="L1 regulariser on parameters (class-aware)")
-    p.add_argument("--images-per-class", type=positive_int, default=12)
-    p.add_argument(
-        "--relative-threshold",
-        type=float,
-        default=0.0,
-        help="class-aware: binarise at this multiple of each layer's mean |a*dL/da| (0: the paper's 'non-zero')",
-    )
-    p.add_argument(
-        "--distill-weight",
-        type=float,
-        default=0.0,
-        help="knowledge distillation from the dense model while fine-tuning, in [0, 1] (0: off)",
-    )
-    p.add_argument("--distill-temperature", type=positive_float, default=4.0)
-    p.add_argument(
-        "--device",
-        default="cpu",
-        help="where the fine-tuning steps run: cpu or cuda (scoring stays on the CPU)",
-    )
-    p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=1, help="torch threads (1 is reliable on 2 cores)")
     p.add_argument("--out", required=True, help="new checkpoint folder")
     p.set_defaults(func=_prune)
@@ -71,11 +35,11 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def load_model(name: str):  # noqa: ANN201 - (model, spec, meta)
     """A checkpoint folder (dense or pruned) or a zoo baseline name."""
+    from frugalnn.core.checkpoint import load_checkpoint
     from frugalnn.core.zoo import RECIPES, load_pretrained
-    from frugalnn.methods.class_pruning import load_pruned
 
     if Path(name).exists():
-        return load_pruned(name)
+        return load_checkpoint(name)
     if name in RECIPES:
         return load_pretrained(name)
     raise CheckpointError(
@@ -107,31 +71,20 @@ def layer_table(before: list, after: list) -> list[dict]:
 def _prune(args: argparse.Namespace) -> int:
     from frugalnn.core.data import load_image_data
     from frugalnn.core.io import atomic_output_dir, atomic_write_json
-    from frugalnn.core.measure import mac_profile
+    from frugalnn.core.measure import accuracy, mac_profile
     from frugalnn.core.report import markdown_table, write_markdown
-    from frugalnn.methods.class_pruning import Config, prune, save_pruned
+    from frugalnn.methods.class_pruning import prune_and_finetune, save_pruned
 
     set_threads(args.threads)
-    config = Config(
-        method=args.method,
-        target_flops=args.target_flops,
-        iterations=args.iterations,
-        allocation=args.allocation,
-        round_to=args.round_to,
-        pretrain_steps=args.pretrain_steps,
-        finetune_steps=args.finetune_steps,
-        final_steps=args.final_steps,
-        lr=args.lr,
-        orth_weight=args.orth_weight,
-        l1_weight=args.l1_weight,
-        images_per_class=args.images_per_class,
-        relative_threshold=args.relative_threshold,
-        distill_weight=args.distill_weight,
-        distill_temperature=args.distill_temperature,
-        device=args.device,
-        seed=args.seed,
-    )
-    config.validate()
+    fixed = {}
+    if args.target_flops is not None:
+        if args.ratio is not None:
+            raise ConfigError(
+                "give --ratio (share of MACs removed) or the deprecated --target-flops, not both"
+            )
+        print("warning: --target-flops is deprecated; use --ratio (share of MACs removed)", file=sys.stderr)
+        fixed["ratio"] = round(1.0 - args.target_flops, 12)
+    config = config_from_args(ClassPruningConfig, args, **fixed)
     if Path(args.out).exists():
         raise ConfigError(f"output folder {args.out} already exists; choose another --out or remove it")
     model, spec, _ = load_model(args.model)
@@ -143,7 +96,8 @@ def _prune(args: argparse.Namespace) -> int:
         )
     example = data.x_test[:1]
     before = mac_profile(model, example)
-    pruned, record = prune(model, config, data)
+    pruned, record = prune_and_finetune(model, config, data)
+    record["test_accuracy"] = accuracy(pruned, data.x_test, data.y_test)
     rows = layer_table(before, mac_profile(pruned, example))
     table = markdown_table(rows)
     print(table, end="")
@@ -151,7 +105,7 @@ def _prune(args: argparse.Namespace) -> int:
     summary = (
         f"MACs {d['macs']:,} -> {record['macs']:,} ({record['mac_reduction']:.1%} fewer), "
         f"params {d['params']:,} -> {record['params']:,}, val acc {d['val_accuracy']:.4f} -> "
-        f"{record['val_accuracy']:.4f}, test acc {record['test_accuracy']:.4f} ({record['stop_reason']})"
+        f"{record['val_accuracy'] or float('nan'):.4f}, test acc {record['test_accuracy']:.4f} ({record['stop_reason']})"
     )
     print(summary)
     with atomic_output_dir(args.out) as tmp:

@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import argparse
 import signal
+import socket
 
-from frugalnn.commands._common import non_negative_int, positive_int, set_threads
+from frugalnn.commands._common import non_negative_int, positive_float, positive_int, set_threads
+from frugalnn.errors import ConfigError
 
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "serve",
-        help="serve a local model over an OpenAI-compatible /v1/chat/completions API",
+        help="serve a local model over an OpenAI-compatible API (chat completions, completions)",
         description="Serve any model the toolkit loads (the bundled smollm2, an HF folder, a .gguf, a compressed "
         "model saved by frugalnn) at /v1/chat/completions (streaming included) and /v1/models. Greedy decoding.",
     )
@@ -22,9 +24,54 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--port", type=non_negative_int, default=8000, help="port (default 8000; 0 picks a free one)"
     )
     p.add_argument("--max-tokens-limit", type=positive_int, default=2048, help="largest max_tokens accepted")
+    p.add_argument(
+        "--max-connections",
+        type=positive_int,
+        default=16,
+        help="requests served at once; 503 beyond (default 16)",
+    )
+    p.add_argument(
+        "--socket-timeout-s",
+        type=positive_float,
+        default=30.0,
+        help="a connection silent (or not reading) this long is dropped (default 30)",
+    )
+    p.add_argument(
+        "--generation-timeout-s",
+        type=positive_float,
+        default=300.0,
+        help="a generation stops after this long, finish_reason 'length' (default 300)",
+    )
+    p.add_argument(
+        "--default-temperature",
+        type=float,
+        default=0.0,
+        help="temperature of requests that give none (default 0: greedy, reproducible)",
+    )
     p.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
     p.add_argument("--verbose", action="store_true", help="log every request")
     p.set_defaults(func=run)
+
+
+def _check_address(host: str, port: int) -> None:
+    """Refuse an unknown host, a port in use or one this user may not bind, in one line."""
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except socket.gaierror:
+        raise ConfigError(f"--host {host!r} is not a known address; use 127.0.0.1 or 0.0.0.0") from None
+    family, kind, proto, _, address = infos[0]
+    with socket.socket(family, kind, proto) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind(address)
+        except PermissionError:
+            raise ConfigError(
+                f"--port {port} needs privileges on this machine; use a port above 1023"
+            ) from None
+        except OSError as err:
+            raise ConfigError(
+                f"cannot listen on {host}:{port} ({err.strerror}); choose another --port"
+            ) from None
 
 
 def run(args: argparse.Namespace) -> int:
@@ -32,9 +79,18 @@ def run(args: argparse.Namespace) -> int:
     from frugalnn.methods.livemind.server import ChatServer
 
     set_threads(args.threads)
+    if args.port > 65535:
+        raise ConfigError(f"--port must be 0..65535, got {args.port}")
+    if not 0.0 <= args.default_temperature <= 2.0:
+        raise ConfigError(f"--default-temperature must be from 0 to 2, got {args.default_temperature}")
+    _check_address(args.host, args.port)  # before the model loads (seconds to minutes)
     name = args.name or str(args.model)
     backend = LocalBackend.load(args.model, name=name)
-    server = ChatServer(backend, name, args.host, args.port, args.max_tokens_limit, args.verbose)
+    server = ChatServer(
+        backend, name, args.host, args.port, args.max_tokens_limit, args.verbose,
+        max_connections=args.max_connections, socket_timeout_s=args.socket_timeout_s,
+        generation_timeout_s=args.generation_timeout_s, default_temperature=args.default_temperature,
+    )  # fmt: skip
     print(f"serving {name!r} at {server.url} (Ctrl-C to stop)", flush=True)
 
     def stop(signum: int, frame: object) -> None:  # SIGTERM (e.g. from a service manager): stop like Ctrl-C

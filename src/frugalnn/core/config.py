@@ -6,7 +6,8 @@ line (the CLI reads it, so flags are never copied by hand), and the checks that 
 rules across fields, and returns the config itself. Errors name the field (``FieldError``), never a
 CLI flag: ``commands/`` translates field names into flags.
 
-``to_dict()`` / ``from_dict()`` round-trip a config through JSON with a schema version, so a config
+``to_dict()`` / ``from_dict()`` round-trip a config through JSON with its method's name and a schema
+version (``config_of``, ``config_version``; a dict without them is version 1), so a config
 saved beside a result or a model loads back; ``preset(name)`` gives the named recipes (``paper`` = the
 publication's settings, ``ours`` = what this project measured to work best), kept in one table per
 method (``PRESETS``) in the method's config module.
@@ -141,7 +142,7 @@ class MethodConfig:
         return self
 
     def to_dict(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"method": self.METHOD, "version": self.VERSION}
+        out: dict[str, Any] = {"config_of": self.METHOD, "config_version": self.VERSION}
         for f in dataclasses.fields(self):
             value = getattr(self, f.name)
             out[f.name] = list(value) if isinstance(value, tuple) else value
@@ -158,10 +159,10 @@ class MethodConfig:
         if not isinstance(data, Mapping):
             raise ConfigError(f"a {cls.__name__} must be a JSON object, got {type(data).__name__}")
         body = dict(data)
-        method = body.pop("method", cls.METHOD)
+        method = body.pop("config_of", cls.METHOD)
         if method != cls.METHOD:
             raise ConfigError(f"this config is for method {method!r}, not {cls.METHOD!r}")
-        version = body.pop("version", cls.VERSION)
+        version = body.pop("config_version", 1)
         if not isinstance(version, int) or version > cls.VERSION:
             raise ConfigError(
                 f"{cls.__name__} version {version!r} is newer than this frugalnn understands "

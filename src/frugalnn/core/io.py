@@ -63,7 +63,9 @@ def atomic_output_dir(path: str | os.PathLike, overwrite: bool = False) -> Itera
     """
     path = Path(path)
     if path.exists() and not overwrite:
-        raise ConfigError(f"output folder {path} already exists; choose another --out or remove it")
+        raise ConfigError(
+            f"output folder {path} already exists; choose another folder, remove it or pass overwrite=True"
+        )
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent))
     try:

@@ -9,18 +9,18 @@ One loader for every LLM the project touches::
 The bundled GGUF is dequantised once (about 15 s) and cached as a normal Hugging Face folder under
 ``$FRUGALNN_CACHE/models/smollm2``, so later loads take about a second.
 
-Compressed models. A method that swaps modules (e.g. Basis Sharing's shared-basis linears) sets
-``model.frugalnn_compression = {"loader": "frugalnn.methods.X.Y:rebuild", ...}``. ``save_causal_lm`` then
-writes the HF config, ``frugalnn_compression.json`` and one safetensors file in which tensors that share
-storage are stored once (aliases listed in the JSON). ``load_causal_lm`` sees the JSON, builds the dense
-architecture from the config, calls the named ``rebuild(model, spec)`` (which swaps the modules back in,
-sharing the same Parameter objects) and loads the weights strictly. Core never imports a method statically;
-the loader is resolved by name, like transformers' ``auto_map``, and only inside the ``frugalnn`` package.
+Compressed models. A method that swaps modules (e.g. Basis Sharing's shared-basis linears) registers a
+rebuild function with ``core.plugins.register("llm_layer", NAME)`` and sets
+``model.frugalnn_compression = {"layer": NAME, ...}``. ``save_causal_lm`` then writes the HF config,
+``frugalnn_compression.json`` and one safetensors file in which tensors that share storage are stored
+once (aliases listed in the JSON). ``load_causal_lm`` sees the JSON, builds the dense architecture from
+the config, looks ``NAME`` up in the ``llm_layer`` registry, calls ``rebuild(model, spec)`` (which swaps
+the modules back in, sharing the same Parameter objects) and loads the weights strictly. Core never
+imports a method, and nothing named in the file is imported: only registered functions can run.
 """
 
 from __future__ import annotations
 
-import importlib
 import json
 import math
 import os
@@ -32,6 +32,7 @@ from typing import Any
 
 import torch
 
+from frugalnn.core import plugins
 from frugalnn.core.assets import asset_path, cache_dir
 from frugalnn.core.io import atomic_output_dir, atomic_write_json
 from frugalnn.errors import CheckpointError, ConfigError, UnsupportedModelError
@@ -39,6 +40,8 @@ from frugalnn.errors import CheckpointError, ConfigError, UnsupportedModelError
 BUNDLED_MODELS = ("smollm2",)
 COMPRESSION_FILE = "frugalnn_compression.json"
 COMPRESSED_WEIGHTS = "frugalnn_model.safetensors"
+# compressed folders written before the plug-in registry store the rebuild function's dotted path
+LEGACY_LOADERS = {"frugalnn.methods.basis_sharing.layers:rebuild": "basis_sharing"}
 
 
 # --------------------------------------------------------------------------- loading
@@ -202,19 +205,10 @@ def _load_compressed(folder: Path, config: Any, dtype: torch.dtype) -> torch.nn.
     from transformers import AutoModelForCausalLM
 
     spec = json.loads((folder / COMPRESSION_FILE).read_text())
-    loader = str(spec.get("loader", ""))
-    module_name, _, fn_name = loader.partition(":")
-    if not module_name.startswith("frugalnn.") or not fn_name:
-        raise CheckpointError(
-            f"{folder / COMPRESSION_FILE} names loader {loader!r}; expected 'frugalnn.<module>:<function>' — "
-            "the folder was not written by frugalnn's save_causal_lm"
-        )
     try:
-        rebuild = getattr(importlib.import_module(module_name), fn_name)
-    except (ImportError, AttributeError):
-        raise CheckpointError(
-            f"compressed model in {folder} needs {loader}, which this frugalnn does not have; upgrade frugalnn"
-        ) from None
+        rebuild = plugins.lookup("llm_layer", _layer_name(spec, folder))
+    except ConfigError as err:
+        raise CheckpointError(f"{folder / COMPRESSION_FILE}: {err}; upgrade frugalnn") from None
     try:
         model = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
     except ValueError:
@@ -239,6 +233,20 @@ def _load_compressed(folder: Path, config: Any, dtype: torch.dtype) -> torch.nn.
         ) from None
     model.frugalnn_compression = spec
     return model.to(dtype)
+
+
+def _layer_name(spec: dict[str, Any], folder: Path) -> str:
+    """The registered ``llm_layer`` name of a compressed folder; folders that store the rebuild
+    function's dotted path (the format before the plug-in registry) map through ``LEGACY_LOADERS``."""
+    if isinstance(spec.get("layer"), str):
+        return spec["layer"]
+    loader = str(spec.get("loader", ""))
+    if loader in LEGACY_LOADERS:
+        return LEGACY_LOADERS[loader]
+    raise CheckpointError(
+        f"{folder / COMPRESSION_FILE} names loader {loader!r}, which is no frugalnn layer format; "
+        "save the model again with frugalnn's save_causal_lm"
+    )
 
 
 # --------------------------------------------------------------------------- saving

@@ -62,42 +62,29 @@ def _attention_macs(module: nn.Module, hidden: torch.Tensor) -> int:
     return int(2 * heads * seq * seq * head_dim)
 
 
-def mac_profile(model: nn.Module, example: torch.Tensor | dict, per_sample: bool = True) -> list[LayerCost]:
-    """MACs and parameters per leaf layer from one forward pass (hooks), per sample by default."""
-    records: list[LayerCost] = []
-    handles = []
-    batch = (example["input_ids"] if isinstance(example, dict) else example).shape[0]
+def walk_layers(
+    model: nn.Module,
+    example: torch.Tensor | dict,
+    select: Callable[[str, nn.Module], bool],
+    visit: Callable[[str, nn.Module, tuple, dict, object], None],
+) -> None:
+    """One no-grad forward pass in eval mode that calls ``visit(name, module, inputs, kwargs, output)``
+    after every module ``select(name, module)`` accepts, in execution order.
 
-    def hook_for(name: str, module: nn.Module) -> Callable:
+    The layer walker behind MAC counts and hardware mappings; the model's mode is restored and the
+    hooks removed even when a visitor raises. ``example`` is a tensor or the kwargs of the forward.
+    """
+    handles = []
+
+    def hook_for(name: str) -> Callable:
         def hook(mod: nn.Module, inputs: tuple, kwargs: dict, output: object) -> None:
-            out = output[0] if isinstance(output, tuple) else output
-            if not isinstance(out, torch.Tensor):
-                return
-            kind = type(mod).__name__
-            if isinstance(mod, nn.Conv2d):
-                macs = _conv_macs(mod, out)
-            elif isinstance(mod, nn.Linear):
-                macs = int(out.numel() // out.shape[-1] * mod.in_features * mod.out_features // batch)
-            elif kind == "Conv1D":  # transformers' GPT-2 linear: weight (in, out)
-                w = mod.weight
-                macs = int(out.numel() // out.shape[-1] * w.shape[0] * w.shape[1] // batch)
-            elif kind.endswith("Attention"):
-                hidden = inputs[0] if inputs else kwargs.get("hidden_states")
-                macs = _attention_macs(mod, hidden) if isinstance(hidden, torch.Tensor) else 0
-                kind = "attention-matmuls"
-            else:
-                return
-            own = sum(p.numel() for p in mod.parameters(recurse=False))
-            records.append(
-                LayerCost(name, kind, macs if per_sample else macs * batch, own, tuple(out.shape[1:]))
-            )
+            visit(name, mod, inputs, kwargs, output)
 
         return hook
 
     for name, module in model.named_modules():
-        kind = type(module).__name__
-        if isinstance(module, nn.Conv2d | nn.Linear) or kind == "Conv1D" or kind.endswith("Attention"):
-            handles.append(module.register_forward_hook(hook_for(name, module), with_kwargs=True))
+        if select(name, module):
+            handles.append(module.register_forward_hook(hook_for(name), with_kwargs=True))
     was_training = model.training
     model.eval()
     try:
@@ -110,6 +97,38 @@ def mac_profile(model: nn.Module, example: torch.Tensor | dict, per_sample: bool
         model.train(was_training)
         for h in handles:
             h.remove()
+
+
+def _costed(name: str, module: nn.Module) -> bool:
+    kind = type(module).__name__
+    return isinstance(module, nn.Conv2d | nn.Linear) or kind == "Conv1D" or kind.endswith("Attention")
+
+
+def mac_profile(model: nn.Module, example: torch.Tensor | dict, per_sample: bool = True) -> list[LayerCost]:
+    """MACs and parameters per leaf layer from one forward pass (hooks), per sample by default."""
+    records: list[LayerCost] = []
+    batch = (example["input_ids"] if isinstance(example, dict) else example).shape[0]
+
+    def visit(name: str, mod: nn.Module, inputs: tuple, kwargs: dict, output: object) -> None:
+        out = output[0] if isinstance(output, tuple) else output
+        if not isinstance(out, torch.Tensor):
+            return
+        kind = type(mod).__name__
+        if isinstance(mod, nn.Conv2d):
+            macs = _conv_macs(mod, out)
+        elif isinstance(mod, nn.Linear):
+            macs = int(out.numel() // out.shape[-1] * mod.in_features * mod.out_features // batch)
+        elif kind == "Conv1D":  # transformers' GPT-2 linear: weight (in, out)
+            w = mod.weight
+            macs = int(out.numel() // out.shape[-1] * w.shape[0] * w.shape[1] // batch)
+        else:  # attention: the QKᵀ and AV matmuls
+            hidden = inputs[0] if inputs else kwargs.get("hidden_states")
+            macs = _attention_macs(mod, hidden) if isinstance(hidden, torch.Tensor) else 0
+            kind = "attention-matmuls"
+        own = sum(p.numel() for p in mod.parameters(recurse=False))
+        records.append(LayerCost(name, kind, macs if per_sample else macs * batch, own, tuple(out.shape[1:])))
+
+    walk_layers(model, example, _costed, visit)
     return records
 
 

@@ -4,16 +4,23 @@ fake-quant float path equals on the integer grid: ``fake_out = acc_int * s_x * s
 
 Symmetric: q = clamp(round(x / s), -qmax, qmax) with qmax = 2^(bits-1) - 1 and s = max|x| / qmax,
 per tensor or per output channel (axis 0 of a weight).
+
+A checkpoint of a quantised model records ``quant_transform(config)`` in its ``transforms`` list, so
+``core.checkpoint.load_checkpoint`` swaps the fake-quant layers back in before the weights (and the
+calibrated activation scales, which are buffers) load.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from frugalnn.core import plugins
+from frugalnn.core.config import FieldError
 from frugalnn.errors import ConfigError
 
 
@@ -28,7 +35,7 @@ class QuantConfig:
         for name in ("weight_bits", "act_bits"):
             bits = getattr(self, name)
             if not 2 <= bits <= 16:
-                raise ConfigError(f"{name} must be between 2 and 16, got {bits}")
+                raise FieldError(name, f"must be between 2 and 16, got {bits}")
 
 
 def qmax(bits: int) -> int:
@@ -151,6 +158,19 @@ def quantize_model(model: nn.Module, config: QuantConfig | None = None) -> nn.Mo
         new.load_state_dict(child.state_dict(), strict=False)
         setattr(model, name, new)
     return model
+
+
+TRANSFORM = "quantize"  # the model_transform a checkpoint of a quantised model records
+
+
+def quant_transform(config: QuantConfig) -> dict[str, Any]:
+    """The ``transforms`` entry for ``save_checkpoint`` of a model ``quantize_model`` changed."""
+    return {"name": TRANSFORM, "config": asdict(config)}
+
+
+@plugins.register("model_transform", TRANSFORM)
+def _requantize(model: nn.Module, config: dict[str, Any]) -> nn.Module:
+    return quantize_model(model, QuantConfig(**config))
 
 
 @torch.no_grad()

@@ -1,5 +1,6 @@
 """Train and evaluate image classifiers: SGD/Adam, cosine/step schedules, crop+flip augmentation,
 progress bars, checkpoints that resume bit-exactly after a kill, and data parallelism (torchrun/DDP).
+Flips are used only where the data set allows them (``core.data.DATASETS``) unless the config says.
 
 Determinism: the batch order and augmentation of step ``s`` of epoch ``e`` depend only on
 (seed, e, s), and the learning rate only on the global step, so a resumed run replays exactly the
@@ -24,11 +25,12 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from frugalnn.core.checkpoint import load_tensors, load_weights, save_checkpoint, save_tensors
-from frugalnn.core.data import ImageData
+from frugalnn.core.config import FieldError
+from frugalnn.core.data import ImageData, flips_valid
 from frugalnn.core.io import atomic_output_dir, atomic_write_json
 from frugalnn.core.measure import accuracy
 from frugalnn.core.models import ModelSpec
-from frugalnn.errors import CheckpointError, ConfigError
+from frugalnn.errors import CheckpointError
 
 
 @dataclass
@@ -43,7 +45,7 @@ class TrainConfig:
     step_epochs: int = 30
     gamma: float = 0.1
     augment: bool = True  # random crop (pad 2 px on 28x28, 4 on 32x32) + horizontal flip
-    flip: bool = True  # turn off for digits
+    flip: bool | None = None  # None: flip where the data set allows it (core.data.DATASETS)
     seed: int = 0
     checkpoint_every_steps: int = 0  # 0: checkpoint at epoch ends only
     max_steps_per_epoch: int | None = None  # quick runs
@@ -52,30 +54,30 @@ class TrainConfig:
 
     def validate(self) -> None:
         if self.epochs < 0:
-            raise ConfigError(f"epochs must be 0 or more, got {self.epochs}")
+            raise FieldError("epochs", f"must be 0 or more, got {self.epochs}")
         if self.batch_size <= 0:
-            raise ConfigError(f"batch size must be positive, got {self.batch_size}")
+            raise FieldError("batch_size", f"must be positive, got {self.batch_size}")
         if not self.lr > 0:
-            raise ConfigError(f"learning rate must be positive, got {self.lr}")
+            raise FieldError("lr", f"must be positive, got {self.lr}")
         if self.optimizer not in ("sgd", "adam"):
-            raise ConfigError(f"optimizer must be sgd or adam, got {self.optimizer!r}")
+            raise FieldError("optimizer", f"must be sgd or adam, got {self.optimizer!r}")
         if self.schedule not in ("cosine", "step", "constant"):
-            raise ConfigError(f"schedule must be cosine, step or constant, got {self.schedule!r}")
+            raise FieldError("schedule", f"must be cosine, step or constant, got {self.schedule!r}")
         if self.max_steps_per_epoch is not None and self.max_steps_per_epoch <= 0:
-            raise ConfigError(f"max_steps_per_epoch must be positive, got {self.max_steps_per_epoch}")
+            raise FieldError("max_steps_per_epoch", f"must be positive, got {self.max_steps_per_epoch}")
         check_device(self.device)
 
 
 def check_device(device: str) -> torch.device:
-    """The torch.device for a --device string, or a ConfigError that says what to use instead."""
+    """The torch.device for a device string, or a FieldError("device", ...) that says what to use instead."""
     try:
         dev = torch.device(device)
     except RuntimeError:
-        raise ConfigError(f"unknown device {device!r}; use cpu, cuda or cuda:N") from None
+        raise FieldError("device", f"{device!r} is unknown; use cpu, cuda or cuda:N") from None
     if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ConfigError(f"device {device!r} asked for, but this torch sees no CUDA GPU; use --device cpu")
+        raise FieldError("device", f"{device!r} asked for, but this torch sees no CUDA GPU; use cpu")
     if dev.type not in ("cpu", "cuda"):
-        raise ConfigError(f"device type {dev.type!r} is not supported; use cpu or cuda")
+        raise FieldError("device", f"type {dev.type!r} is not supported; use cpu or cuda")
     return dev
 
 
@@ -192,6 +194,149 @@ def _load_train_state(out_dir: Path, model: nn.Module, opt: torch.optim.Optimize
     return progress
 
 
+def _placement(model: nn.Module, config: TrainConfig, world: int) -> tuple[torch.device, nn.Module]:
+    """Move the model to its device; under torchrun wrap it in DDP (one GPU per process)."""
+    device = check_device(config.device)
+    if device.type == "cuda" and device.index is None and world > 1:
+        import os
+
+        device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+    model.to(device)
+    return device, (nn.parallel.DistributedDataParallel(model) if world > 1 else model)
+
+
+def _steps_per_epoch(config: TrainConfig, n: int) -> int:
+    steps = n // config.batch_size
+    if steps == 0:
+        raise FieldError(
+            "batch_size", f"{config.batch_size} exceeds the {n} training samples; use a smaller one"
+        )
+    return min(steps, config.max_steps_per_epoch) if config.max_steps_per_epoch else steps
+
+
+def _resume(
+    out: Path | None, model: nn.Module, opt: torch.optim.Optimizer, config: TrainConfig, result: TrainResult
+) -> tuple[int, int]:
+    """Load the state a killed run left in ``out``; (epoch, step) to continue from, (0, 0) when none."""
+    state = _load_train_state(out, model, opt) if out is not None else None
+    if state is None:
+        return 0, 0
+    if state.get("config") != asdict(config):
+        raise CheckpointError(
+            f"{out} holds a run with another config; use a new output folder or the same config to resume"
+        )
+    result.history = state.get("history", [])
+    result.resumed_from_step = state["global_step"]
+    return state["epoch"], state["step_in_epoch"]
+
+
+@dataclass
+class _Run:
+    """What one training run carries from step to step."""
+
+    model: nn.Module
+    net: nn.Module  # the model, or its DDP wrapper
+    opt: torch.optim.Optimizer
+    data: ImageData
+    config: TrainConfig
+    criterion: Callable[[nn.Module, torch.Tensor, torch.Tensor], torch.Tensor]
+    extra_loss: Callable[[nn.Module], torch.Tensor] | None
+    device: torch.device
+    rank: int
+    world: int
+    flip: bool
+    steps_per_epoch: int
+    out: Path | None
+    result: TrainResult
+    images_seen: int = 0
+
+    def progress_state(self, epoch: int, step_in_epoch: int) -> dict[str, Any]:
+        return {
+            "epoch": epoch,
+            "step_in_epoch": step_in_epoch,
+            "global_step": epoch * self.steps_per_epoch + step_in_epoch,
+            "config": asdict(self.config),
+            "history": self.result.history,
+        }
+
+
+def _train_step(run: _Run, epoch: int, step: int, order: torch.Tensor) -> float:
+    """One SGD/Adam step on batch ``step`` of ``order``; returns its loss."""
+    cfg = run.config
+    global_step = epoch * run.steps_per_epoch + step
+    idx = order[step * cfg.batch_size : (step + 1) * cfg.batch_size]
+    xb, yb = run.data.x_train[idx], run.data.y_train[idx]
+    if cfg.augment:  # augment the global batch, then shard: ranks see what one process would
+        xb = augment_batch(xb, _batch_generator(cfg.seed, epoch, step), run.flip)
+    xb, yb = xb[run.rank :: run.world].to(run.device), yb[run.rank :: run.world].to(run.device)
+    for group in run.opt.param_groups:
+        group["lr"] = lr_at(cfg, global_step, run.steps_per_epoch * cfg.epochs, run.steps_per_epoch)
+    loss = run.criterion(run.net, xb, yb)
+    if run.extra_loss is not None:
+        loss = loss + run.extra_loss(run.model)
+    run.opt.zero_grad(set_to_none=True)
+    loss.backward()
+    run.opt.step()
+    run.images_seen += len(xb) * run.world
+    return float(loss.detach())
+
+
+def _train_epoch(
+    run: _Run, epoch: int, first_step: int, progress: bool, interrupt_after: int | None
+) -> dict[str, float]:
+    """Steps ``first_step ..`` of one epoch (mid-epoch checkpoints as configured); the history entry."""
+    cfg = run.config
+    run.net.train()
+    order = torch.randperm(
+        len(run.data.x_train), generator=torch.Generator().manual_seed(cfg.seed * 7919 + epoch)
+    )
+    bar = tqdm(
+        range(first_step, run.steps_per_epoch),
+        desc=f"epoch {epoch + 1}/{cfg.epochs}",
+        disable=not progress or run.rank != 0,
+        leave=False,
+        mininterval=1.0,
+    )
+    loss_sum, loss_count, epoch_start = 0.0, 0, time.perf_counter()
+    for step in bar:
+        loss_sum += _train_step(run, epoch, step, order)
+        loss_count += 1
+        bar.set_postfix(loss=f"{loss_sum / loss_count:.4f}")
+        global_step = epoch * run.steps_per_epoch + step + 1
+        if (
+            run.out is not None
+            and run.rank == 0
+            and cfg.checkpoint_every_steps
+            and global_step % cfg.checkpoint_every_steps == 0
+            and step + 1 < run.steps_per_epoch
+        ):
+            _save_train_state(run.out, run.model, run.opt, run.progress_state(epoch, step + 1))
+        if interrupt_after is not None and global_step >= interrupt_after:
+            raise KeyboardInterrupt(f"simulated kill after step {global_step}")
+    bar.close()
+    return {
+        "epoch": epoch + 1,
+        "train_loss": loss_sum / max(1, loss_count),
+        "seconds": time.perf_counter() - epoch_start,
+    }
+
+
+def _end_epoch(run: _Run, entry: dict[str, float], progress: bool) -> None:
+    """Validate, log, record the epoch and checkpoint its end."""
+    data, cfg = run.data, run.config
+    if len(data.x_val):
+        entry["val_accuracy"] = accuracy(run.model, data.x_val, data.y_val, cfg.eval_batch_size)
+    run.result.history.append(entry)
+    if progress and run.rank == 0:
+        val = f", val acc {entry['val_accuracy']:.4f}" if "val_accuracy" in entry else ""
+        print(
+            f"epoch {entry['epoch']}/{cfg.epochs}: loss {entry['train_loss']:.4f}{val} ({entry['seconds']:.0f} s)",
+            flush=True,
+        )
+    if run.out is not None and run.rank == 0:
+        _save_train_state(run.out, run.model, run.opt, run.progress_state(int(entry["epoch"]), 0))
+
+
 def train(
     model: nn.Module,
     data: ImageData,
@@ -214,135 +359,31 @@ def train(
     config.validate()
     rank, world = _world()
     if config.batch_size % world:
-        raise ConfigError(f"global batch {config.batch_size} must divide by the {world} DDP processes")
+        raise FieldError("batch_size", f"{config.batch_size} must divide by the {world} DDP processes")
     torch.manual_seed(config.seed)
     out = Path(out_dir) if out_dir else None
-    device = check_device(config.device)
-    if device.type == "cuda" and device.index is None and world > 1:
-        import os  # one GPU per torchrun process
-
-        device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
-    model.to(device)
-    net: nn.Module = model
-    if world > 1:
-        net = nn.parallel.DistributedDataParallel(model)
+    device, net = _placement(model, config, world)
     opt = make_optimizer(model.parameters(), config)
-    n = len(data.x_train)
-    steps_per_epoch = n // config.batch_size
-    if steps_per_epoch == 0:
-        raise ConfigError(
-            f"batch size {config.batch_size} exceeds the {n} training samples; use a smaller batch"
-        )
-    if config.max_steps_per_epoch:
-        steps_per_epoch = min(steps_per_epoch, config.max_steps_per_epoch)
-    total_steps = steps_per_epoch * config.epochs
     result = TrainResult()
-    start_epoch = start_step = 0
-    if out is not None:
-        state = _load_train_state(out, model, opt)
-        if state is not None:
-            if state.get("config") != asdict(config):
-                raise CheckpointError(
-                    f"{out} holds a run with another config; use a new --out or the same options to resume"
-                )
-            start_epoch, start_step = state["epoch"], state["step_in_epoch"]
-            result.history = state.get("history", [])
-            result.resumed_from_step = state["global_step"]
-    criterion = loss_fn or (lambda m, xb, yb: F.cross_entropy(m(xb), yb))
+    run = _Run(
+        model, net, opt, data, config,
+        criterion=loss_fn or (lambda m, xb, yb: F.cross_entropy(m(xb), yb)),
+        extra_loss=extra_loss, device=device, rank=rank, world=world,
+        flip=flips_valid(data.name) if config.flip is None else config.flip,
+        steps_per_epoch=_steps_per_epoch(config, len(data.x_train)), out=out, result=result,
+    )  # fmt: skip
+    start_epoch, start_step = _resume(out, model, opt, config, result)
     started = time.perf_counter()
-    images_seen = 0
     for epoch in range(start_epoch, config.epochs):
-        net.train()
-        order = torch.randperm(n, generator=torch.Generator().manual_seed(config.seed * 7919 + epoch))
         first = start_step if epoch == start_epoch else 0
-        bar = tqdm(
-            range(first, steps_per_epoch),
-            desc=f"epoch {epoch + 1}/{config.epochs}",
-            disable=not progress or rank != 0,
-            leave=False,
-            mininterval=1.0,
-        )
-        loss_sum, loss_count, epoch_start = 0.0, 0, time.perf_counter()
-        for step in bar:
-            global_step = epoch * steps_per_epoch + step
-            idx = order[step * config.batch_size : (step + 1) * config.batch_size]
-            xb, yb = data.x_train[idx], data.y_train[idx]
-            if config.augment:  # augment the global batch, then shard: ranks see what one process would
-                xb = augment_batch(xb, _batch_generator(config.seed, epoch, step), config.flip)
-            xb, yb = xb[rank::world].to(device), yb[rank::world].to(device)
-            for group in opt.param_groups:
-                group["lr"] = lr_at(config, global_step, total_steps, steps_per_epoch)
-            loss = criterion(net, xb, yb)
-            if extra_loss is not None:
-                loss = loss + extra_loss(model)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            loss_sum += float(loss.detach())
-            loss_count += 1
-            images_seen += len(xb) * world
-            bar.set_postfix(loss=f"{loss_sum / loss_count:.4f}")
-            done_step = step + 1
-            if (
-                out is not None
-                and rank == 0
-                and config.checkpoint_every_steps
-                and (global_step + 1) % config.checkpoint_every_steps == 0
-                and done_step < steps_per_epoch
-            ):
-                _save_train_state(
-                    out,
-                    model,
-                    opt,
-                    {
-                        "epoch": epoch,
-                        "step_in_epoch": done_step,
-                        "global_step": global_step + 1,
-                        "config": asdict(config),
-                        "history": result.history,
-                    },
-                )
-            if _interrupt_after_steps is not None and global_step + 1 >= _interrupt_after_steps:
-                raise KeyboardInterrupt(f"simulated kill after step {global_step + 1}")
-        bar.close()
-        entry = {
-            "epoch": epoch + 1,
-            "train_loss": loss_sum / max(1, loss_count),
-            "seconds": time.perf_counter() - epoch_start,
-        }
-        if len(data.x_val):
-            entry["val_accuracy"] = accuracy(model, data.x_val, data.y_val, config.eval_batch_size)
-        result.history.append(entry)
-        if progress and rank == 0:
-            val = f", val acc {entry['val_accuracy']:.4f}" if "val_accuracy" in entry else ""
-            print(
-                f"epoch {epoch + 1}/{config.epochs}: loss {entry['train_loss']:.4f}{val} ({entry['seconds']:.0f} s)",
-                flush=True,
-            )
-        if out is not None and rank == 0:
-            _save_train_state(
-                out,
-                model,
-                opt,
-                {
-                    "epoch": epoch + 1,
-                    "step_in_epoch": 0,
-                    "global_step": (epoch + 1) * steps_per_epoch,
-                    "config": asdict(config),
-                    "history": result.history,
-                },
-            )
+        _end_epoch(run, _train_epoch(run, epoch, first, progress, _interrupt_after_steps), progress)
     result.seconds = time.perf_counter() - started
-    result.images_per_s = images_seen / result.seconds if result.seconds > 0 else 0.0
+    result.images_per_s = run.images_seen / result.seconds if result.seconds > 0 else 0.0
     if len(data.x_val):
         result.val_accuracy = accuracy(model, data.x_val, data.y_val, config.eval_batch_size)
     if evaluate_test:
         result.test_accuracy = accuracy(model, data.x_test, data.y_test, config.eval_batch_size)
     if out is not None and rank == 0 and spec is not None:
-        save_checkpoint(
-            out,
-            model,
-            spec,
-            {"train_config": asdict(config), "data": data.identity, "result": asdict(result)},
-        )
+        meta = {"train_config": asdict(config), "data": data.identity, "result": asdict(result)}
+        save_checkpoint(out, model, spec, meta)
     return result

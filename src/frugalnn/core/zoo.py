@@ -21,7 +21,7 @@ from frugalnn.errors import ConfigError, MissingAssetError
 
 BUNDLED = Path(__file__).resolve().parent.parent / "zoo_weights"
 
-# The recipe of each reference baseline (SGD, cosine, crop+flip as in the peer run).
+# The recipe of each reference baseline: SGD with momentum, cosine schedule, crop + flip augmentation.
 RECIPES: dict[str, TrainConfig] = {
     "lenet5": TrainConfig(epochs=15, batch_size=128, lr=0.05, weight_decay=5e-4),
     "vgg-small": TrainConfig(epochs=12, batch_size=128, lr=0.05, weight_decay=5e-4),

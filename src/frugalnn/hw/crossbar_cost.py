@@ -21,6 +21,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from frugalnn.core.measure import walk_layers
 from frugalnn.errors import ConfigError, UnsupportedModelError
 from frugalnn.hw.crossbar import CrossbarConfig
 
@@ -79,36 +80,22 @@ class CrossbarCost:
 
 
 def layer_shapes(model: nn.Module, example: torch.Tensor) -> list[LayerShape]:
-    """Every nn.Linear / nn.Conv2d (analog or not) of ``model`` with its positions, by one forward pass."""
+    """Every nn.Linear / nn.Conv2d (analog or not) of ``model`` as a matrix-vector product: its K × N
+    weight matrix and how many input positions it sees per inference, by one forward pass."""
     shapes: list[LayerShape] = []
-    handles = []
     batch = example.shape[0]
 
-    def hook(name: str):  # noqa: ANN202
-        def fn(mod: nn.Module, inputs: tuple, out: torch.Tensor) -> None:
-            if isinstance(mod, nn.Conv2d):
-                if mod.groups != 1:
-                    raise UnsupportedModelError(f"{name}: grouped convolution has no crossbar mapping here")
-                k = mod.in_channels * math.prod(mod.kernel_size)
-                pos = out.shape[-1] * out.shape[-2]
-            else:
-                k, pos = mod.in_features, out.numel() // out.shape[-1] // batch
-            shapes.append(LayerShape(name, int(k), int(mod.weight.shape[0]), int(pos)))
+    def visit(name: str, mod: nn.Module, inputs: tuple, kwargs: dict, out: torch.Tensor) -> None:
+        if isinstance(mod, nn.Conv2d):
+            if mod.groups != 1:
+                raise UnsupportedModelError(f"{name}: grouped convolution has no crossbar mapping here")
+            k = mod.in_channels * math.prod(mod.kernel_size)
+            pos = out.shape[-1] * out.shape[-2]
+        else:
+            k, pos = mod.in_features, out.numel() // out.shape[-1] // batch
+        shapes.append(LayerShape(name, int(k), int(mod.weight.shape[0]), int(pos)))
 
-        return fn
-
-    for name, mod in model.named_modules():
-        if isinstance(mod, nn.Linear | nn.Conv2d):
-            handles.append(mod.register_forward_hook(hook(name)))
-    was_training = model.training
-    model.eval()
-    try:
-        with torch.no_grad():
-            model(example)
-    finally:
-        model.train(was_training)
-        for h in handles:
-            h.remove()
+    walk_layers(model, example, lambda _, mod: isinstance(mod, nn.Linear | nn.Conv2d), visit)
     return shapes
 
 

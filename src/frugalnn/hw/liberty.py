@@ -292,7 +292,7 @@ def read_liberty(path: str | Path | None = None) -> Library:
     path = Path(path)
     if not path.is_file():
         raise DataError(
-            f"Liberty file {path} not found; pass an existing .lib (or run 'make assets' for OSU018)"
+            f"Liberty file {path} not found; pass an existing .lib (or run 'frugalnn assets fetch osu018')"
         )
     return _read_cached(str(path.resolve()), path.stat().st_mtime)
 

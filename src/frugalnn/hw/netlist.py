@@ -70,7 +70,9 @@ class Netlist:
         """Build from yosys ``write_json`` output of a flattened, Liberty-mapped module."""
         modules = data.get("modules", {})
         if top not in modules:
-            raise DataError(f"module {top!r} not in the yosys netlist (has {sorted(modules)}); check --top")
+            raise DataError(
+                f"module {top!r} not in the yosys netlist (has {sorted(modules)}); check the top module name"
+            )
         mod = modules[top]
         ids: dict[Any, int] = {"0": CONST0, "1": CONST1, "x": CONST0, "z": CONST0}
         names = ["1'b0", "1'b1"]

@@ -12,50 +12,24 @@ from typing import Any
 
 from torch import nn
 
+from frugalnn.core.checkpoint import load_checkpoint
 from frugalnn.core.data import ImageData
 from frugalnn.core.measure import accuracy, count_macs, count_params
 from frugalnn.core.train import train
 from frugalnn.core.zoo import load_pretrained
-from frugalnn.methods.class_pruning import Config, load_pruned, prune, save_pruned
+from frugalnn.methods.class_pruning import BUDGETS, Config, prune, save_pruned
 from frugalnn.methods.class_pruning.prune import finetune_config
 
-# Fine-tuning budget per run (same for all methods): 700 SGD steps of 128 images, ~1.6 epochs of Fashion-MNIST.
-FULL_BUDGET = {"iterations": 3, "pretrain_steps": 100, "finetune_steps": 100, "final_steps": 300}
-# Twice the steps (1,400, ~3 epochs) and distillation from the dense model (weight 0.5, T = 4) in every
-# fine-tuning phase, for all three criteria alike: the budget for the high-ratio targets (session 2).
-LONG_BUDGET = {
-    "iterations": 3, "pretrain_steps": 200, "finetune_steps": 200, "final_steps": 600,
-    "distill_weight": 0.5, "distill_temperature": 4.0,
-}  # fmt: skip
-# Three times the long budget (4,200 steps, ~10 epochs) with the same distillation: for the ≤ 1 point
-# target at 80% fewer MACs (session 3, fine-tuned on a GPU; the steps are the same on any device).
-XLONG_BUDGET = {**LONG_BUDGET, "pretrain_steps": 600, "finetune_steps": 600, "final_steps": 1800}
-BUDGETS = {"full": FULL_BUDGET, "long": LONG_BUDGET, "xlong": XLONG_BUDGET}
-# What the table's "method" column names: the criterion plus any config change (ablations).
+# Fine-tuning budgets and the variants a table names (criterion + config change) are the method's
+# presets (ClassPruningConfig.PRESETS and BUDGETS in methods/class_pruning/config.py).
+FULL_BUDGET, LONG_BUDGET, XLONG_BUDGET, QUICK_BUDGET = (
+    BUDGETS[k] for k in ("full", "long", "xlong", "quick")
+)
 VARIANTS: dict[str, dict[str, Any]] = {
-    "class-aware": {"method": "class-aware"},  # paper setting: orthogonality regulariser 0.01
-    "class-aware-noreg": {"method": "class-aware", "orth_weight": 0.0, "l1_weight": 0.0},
-    "class-aware-global": {"method": "class-aware", "allocation": "global"},
-    # binarise at 0.1 x each layer's mean |a·dL/da| instead of "non-zero" (breaks the ties at K)
-    "class-aware-rel": {"method": "class-aware", "relative_threshold": 0.1},
-    # both changes: separates the score's ties from the regulariser's perturbation (session 4 ablation)
-    "class-aware-rel-noreg": {
-        "method": "class-aware",
-        "relative_threshold": 0.1,
-        "orth_weight": 0.0,
-        "l1_weight": 0.0,
-    },
-    "l1": {"method": "l1"},
-    "taylor": {"method": "taylor"},
+    name: {"method": "class-aware", **overrides}
+    for name, overrides in Config.PRESETS.items()
+    if name not in ("paper", "ours")
 }
-QUICK_BUDGET = {
-    "iterations": 1,
-    "pretrain_steps": 4,
-    "finetune_steps": 12,
-    "final_steps": 24,
-    "val_images": 500,
-}
-BUDGETS["quick"] = QUICK_BUDGET  # the demo's, and a smoke test of the bench's plan runner
 
 
 def run_one(
@@ -73,14 +47,16 @@ def run_one(
 ) -> dict[str, Any]:
     """Prune one baseline (the zoo's, or the checkpoint ``base``) with one method (a VARIANTS name, or
     ``dense``: the same fine-tuning budget without pruning, the control) to one target; a flat row."""
-    dense, spec, _ = load_pruned(base) if base else load_pretrained(model_name)
+    dense, spec, _ = load_checkpoint(base) if base else load_pretrained(model_name)
     overrides = {**VARIANTS.get(method, {"method": "l1"}), **budget}
-    config = Config(target_flops=target, seed=seed, round_to=round_to, device=device, **overrides)
+    # ``target`` is the share of MACs kept (the bench plans' key); the config's ratio is the share removed
+    config = Config(ratio=round(1.0 - target, 12), seed=seed, round_to=round_to, device=device, **overrides)
     start = time.perf_counter()
     if method == "dense":
         pruned, record = _dense_control(dense, config, data, progress)
     else:
         pruned, record = prune(dense, config, data, progress=progress)
+        record["test_accuracy"] = accuracy(pruned, data.x_test, data.y_test)
     dense_test = accuracy(dense, data.x_test, data.y_test)
     row = {
         "model": model_name,

@@ -11,11 +11,11 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from frugalnn.core.checkpoint import load_checkpoint
 from frugalnn.core.measure import fastest_seconds
 from frugalnn.core.report import make_record, markdown_table, write_markdown, write_record
 from frugalnn.core.zoo import load_pretrained
 from frugalnn.experiments.class_pruning.grid import grid_rows, row_key, save_dir
-from frugalnn.methods.class_pruning import load_pruned
 
 
 def fastest_calls(
@@ -82,14 +82,14 @@ def speed_bench(results: Path, *, tags: list[str] | None, batch: int, rounds: in
     measured_keys = {row_key(r) for r in out}
     for model_name in sorted({r["model"] for r in rows}):
         base = save_dir() / f"base-{model_name}"
-        dense, _, _ = load_pruned(base) if base.exists() else load_pretrained(model_name)
+        dense, _, _ = load_checkpoint(base) if base.exists() else load_pretrained(model_name)
         mine = [
             r
             for r in rows
             if r["model"] == model_name and r.get("checkpoint") and row_key(r) not in measured_keys
         ]
         for r in mine:
-            pruned, _, _ = load_pruned(r["checkpoint"])
+            pruned, _, _ = load_checkpoint(r["checkpoint"])
             ips = speed({"dense": dense, "pruned": pruned}, x, rounds=rounds)
             promised = r["dense_macs"] / r["macs"]
             measured = ips["pruned"] / ips["dense"]
@@ -154,7 +154,7 @@ def widths(
     out = []
     for model_name in models:
         base = save_dir() / f"base-{model_name}"
-        dense, _, _ = load_pruned(base) if base.exists() else load_pretrained(model_name)
+        dense, _, _ = load_checkpoint(base) if base.exists() else load_pretrained(model_name)
         dense.eval()
         dense_macs = count_macs(dense, x[:1])
         for keep in keeps:

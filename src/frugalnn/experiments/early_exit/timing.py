@@ -25,7 +25,7 @@ from frugalnn.methods.early_exit import (
     skipping_forward,
     summarize,
 )
-from frugalnn.methods.early_exit.heads import run_units
+from frugalnn.methods.early_exit.chain import run_units
 
 BATCH = 64  # fastest batch for the no-exit networks too: activations stay in cache
 TIMING_IMAGES = 2000  # test images the wall-clock comparison runs on

@@ -17,7 +17,9 @@ from typing import Any
 import torch
 from torch import nn
 
-LOADER = "frugalnn.methods.basis_sharing.layers:rebuild"
+from frugalnn.core import plugins
+
+LAYER_NAME = "basis_sharing"  # the ``llm_layer`` plug-in name stored in frugalnn_compression.json
 
 
 class Basis(nn.Module):
@@ -70,6 +72,7 @@ def set_submodule(root: nn.Module, name: str, new: nn.Module) -> None:
     setattr(parent, child, new)
 
 
+@plugins.register("llm_layer", LAYER_NAME)
 def rebuild(model: nn.Module, spec: dict[str, Any]) -> nn.Module:
     """Swap shared-basis modules into ``model`` (dense, from its config) as ``spec["modules"]`` describes."""
     bases: dict[str, Basis] = {}
@@ -99,4 +102,4 @@ def compression_spec(model: nn.Module, extra: dict[str, Any] | None = None) -> d
                     "bias": module.coeff.bias is not None,
                 }
             )
-    return {"loader": LOADER, "format": 1, "modules": modules, **(extra or {})}
+    return {"layer": LAYER_NAME, "format": 1, "modules": modules, **(extra or {})}

@@ -7,124 +7,142 @@ pruning-friendly regulariser), so a comparison at equal FLOPs changes one field.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any, ClassVar
 
+from frugalnn.core.config import MethodConfig, option
 from frugalnn.core.train import check_device
-from frugalnn.errors import ConfigError
 
 METHODS = ("class-aware", "l1", "taylor")
 ALLOCATIONS = ("auto", "global", "uniform")
 
 
-@dataclass
-class Config:
-    """What to prune, how far, and with how much fine-tuning.
+# Fine-tuning budgets (the same for every criterion in a comparison). full: 700 SGD steps of 128 images
+# (~1.6 epochs of Fashion-MNIST); long: twice the steps with distillation from the dense model in every
+# phase; xlong: three times long (the <= 1 point target at 80% fewer MACs); quick: the demo's smoke run.
+BUDGETS: dict[str, dict[str, Any]] = {
+    "full": {"iterations": 3, "pretrain_steps": 100, "finetune_steps": 100, "final_steps": 300},
+    "long": {
+        "iterations": 3, "pretrain_steps": 200, "finetune_steps": 200, "final_steps": 600,
+        "distill_weight": 0.5, "distill_temperature": 4.0,
+    },
+    "xlong": {
+        "iterations": 3, "pretrain_steps": 600, "finetune_steps": 600, "final_steps": 1800,
+        "distill_weight": 0.5, "distill_temperature": 4.0,
+    },
+    "quick": {"iterations": 1, "pretrain_steps": 4, "finetune_steps": 12, "final_steps": 24, "val_images": 500},
+}  # fmt: skip
 
-    method: ``class-aware`` (per-class binarised Taylor score, Sec. III-A of the paper), ``l1`` (filter
-        weight L1 norm, Li et al. 2017) or ``taylor`` (class-agnostic |mean(a·∂L/∂a)|, Molchanov et al. 2017).
-    target_flops: share of the dense model's MACs the pruned model keeps, strictly inside (0, 1):
-        0.4 means 60% fewer MACs. None: paper mode, prune until no filter qualifies (see min_class_score).
-    iterations: prune → fine-tune rounds; the MAC budget shrinks geometrically to the target.
-    allocation: ``global`` ranks all filters of the network on one scale (class-aware scores lie in
-        [0, K] and are comparable across layers); ``uniform`` removes the same share of every layer (the
-        peer run's L1 / Taylor setting); ``auto`` = uniform (global ranking collapsed the last residual
-        stage of ResNet-20 to 4 channels in a pilot: see docs/class_pruning.md).
-    round_to: kept channel counts are multiples of this (CPU kernels vectorise over 4 / 8 channels);
-        it is also the fewest channels a layer keeps.
-    images_per_class: images per class for the class-aware score (paper: about 1/500 of a class, ~12 here);
-        the Taylor baseline uses the same total number of images drawn across classes.
-    score_threshold: binarisation threshold on |a·∂L/∂a| (the reference code uses 1e-50, i.e. "non-zero").
-    relative_threshold: > 0 binarises at this multiple of each conv's mean |a·∂L/∂a| over the scoring
-        images instead of at score_threshold (a deviation from the paper: with the absolute "non-zero"
-        threshold 55% of ResNet-20's filters score exactly K on the trained zoo model, and the ranking
-        falls to the tie-breaker; 0.1 spreads them over 1–6 classes). 0 (default): the paper's threshold.
-    min_class_score: paper mode only (target_flops None): a filter qualifies for removal when its score
-        (≈ number of classes it matters for) is below this; pruning stops when none qualifies.
-    orth_weight, l1_weight: regulariser weights while training the class-aware model (paper: 0.01 on
-        the orthogonality of 3x3 kernels, 1e-4 on the L1 norm of all parameters); 0 turns one off.
-    regularize_baselines: also train L1 / Taylor with those regularisers (default: they train plainly).
-    pretrain_steps: regularised training of the dense model before the first scoring (class-aware only;
-        with ``equal_budget`` the baselines get the same number of extra steps in their final fine-tune).
-    finetune_steps: SGD steps after each pruning round; final_steps: extra steps after the last round.
-    lr: fine-tuning learning rate (cosine within each phase), batch_size: images per step.
-    max_accuracy_drop: stop (and keep the previous round's model) when validation accuracy falls more
-        than this below the dense model's (fraction, 0.02 = 2 points); None: no floor.
-    val_images: validation images for the per-round accuracy check (None: all of them).
-    seed: image choice for the scores and fine-tuning batch order.
-    distill_weight: weight w of knowledge distillation from the dense model in every fine-tuning phase,
-        loss (1 − w)·CE + w·T²·KL (Hinton et al. 2015; not in the paper, applied to all three criteria
-        alike); 0 (default): plain cross-entropy.
-    distill_temperature: T of the distillation softmax (4 is the usual choice for 10 classes).
-    device: where the fine-tuning steps run (``cpu``, ``cuda``); scoring, pruning and evaluation stay on
-        the CPU, and the model handed back is on the CPU.
+
+@dataclass
+class ClassPruningConfig(MethodConfig):
+    """What to prune, how far, and with how much fine-tuning; see each field's help.
+
+    The method and its two baselines share everything but the filter criterion (and, for class-aware,
+    the pruning-friendly regulariser), so a comparison at equal MACs changes one field. Each round
+    removes filters until the model's MACs are dense_macs · (1 − ratio)^(round/iterations).
     """
 
-    method: str = "class-aware"
-    target_flops: float | None = 0.4
-    iterations: int = 3
-    allocation: str = "auto"
-    round_to: int = 4
-    images_per_class: int = 12
-    score_threshold: float = 1e-50
-    relative_threshold: float = 0.0
-    min_class_score: float = 5.0
-    orth_weight: float = 0.01
-    l1_weight: float = 0.0
-    regularize_baselines: bool = False
-    pretrain_steps: int = 100
-    finetune_steps: int = 150
-    final_steps: int = 400
-    equal_budget: bool = True
-    lr: float = 0.01
-    batch_size: int = 128
-    max_accuracy_drop: float | None = None
-    val_images: int | None = 2000
-    seed: int = 0
-    distill_weight: float = 0.0
-    distill_temperature: float = 4.0
-    device: str = "cpu"
+    METHOD: ClassVar[str] = "class-pruning"
+    VERSION: ClassVar[int] = 2  # 2: ``ratio`` (share of MACs removed) replaced ``target_flops`` (share kept)
+    # the variants a comparison names (criterion + config change); "paper" is the publication's setting
+    PRESETS: ClassVar[dict[str, dict[str, Any]]] = {
+        "paper": {},
+        # measured best class-aware variant on ResNet-20 (docs/class_pruning.md ablation): no
+        # orthogonality regulariser, scores binarised at 0.1 x each layer's mean |a·dL/da|, long budget
+        "ours": {"relative_threshold": 0.1, "orth_weight": 0.0, "l1_weight": 0.0, **BUDGETS["long"]},
+        "class-aware": {},
+        "class-aware-noreg": {"orth_weight": 0.0, "l1_weight": 0.0},
+        "class-aware-global": {"allocation": "global"},
+        "class-aware-rel": {"relative_threshold": 0.1},
+        "class-aware-rel-noreg": {"relative_threshold": 0.1, "orth_weight": 0.0, "l1_weight": 0.0},
+        "l1": {"method": "l1"},
+        "taylor": {"method": "taylor"},
+    }
 
-    def validate(self) -> None:
-        if self.method not in METHODS:
-            raise ConfigError(f"unknown pruning method {self.method!r}; choose one of {', '.join(METHODS)}")
-        if self.target_flops is not None and not 0.0 < self.target_flops < 1.0:
-            raise ConfigError(
-                f"target FLOPs ratio must lie strictly between 0 and 1 (share of MACs kept), got "
-                f"{self.target_flops}; e.g. 0.4 keeps 40% of the MACs"
-            )
-        if self.allocation not in ALLOCATIONS:
-            raise ConfigError(f"allocation must be one of {', '.join(ALLOCATIONS)}, got {self.allocation!r}")
-        if self.iterations < 1:
-            raise ConfigError(f"iterations must be 1 or more, got {self.iterations}")
-        if self.round_to < 1:
-            raise ConfigError(f"round_to must be a positive channel count, got {self.round_to}")
-        if self.relative_threshold < 0:
-            raise ConfigError(f"relative_threshold must be 0 or more, got {self.relative_threshold}")
-        if self.images_per_class < 1:
-            raise ConfigError(f"images_per_class must be positive, got {self.images_per_class}")
-        for name in ("pretrain_steps", "finetune_steps", "final_steps"):
-            if getattr(self, name) < 0:
-                raise ConfigError(f"{name} must be 0 or more, got {getattr(self, name)}")
-        if self.orth_weight < 0 or self.l1_weight < 0:
-            raise ConfigError("regulariser weights must be 0 or more; use 0 to turn one off")
-        if not self.lr > 0 or self.batch_size < 1:
-            raise ConfigError(f"need lr > 0 and batch_size >= 1, got lr {self.lr}, batch {self.batch_size}")
-        if not 0 <= self.distill_weight <= 1 or not self.distill_temperature > 0:
-            raise ConfigError(
-                f"need distill_weight in [0, 1] and distill_temperature > 0, got {self.distill_weight}, "
-                f"{self.distill_temperature}"
-            )
+    method: str = option(
+        "class-aware",
+        "filter criterion: class-aware (per-class binarised Taylor score, paper Sec. III-A), l1 (filter "
+        "weight L1 norm, Li et al. 2017) or taylor (class-agnostic |mean(a·dL/da)|, Molchanov et al. 2017)",
+        choices=METHODS,
+    )
+    ratio: float | None = option(
+        0.6,
+        "share of the dense model's MACs removed, in (0, 1): 0.6 = 60% fewer; None: paper mode, prune "
+        "until no filter qualifies (min_class_score)",
+        low=0.0, high=1.0, low_open=True, high_open=True,
+    )  # fmt: skip
+    iterations: int = option(3, "prune -> fine-tune rounds; the MAC budget shrinks geometrically", low=1)
+    allocation: str = option(
+        "auto",
+        "global: rank all filters on one scale; uniform: remove the same share of every layer; auto = uniform "
+        "(global collapsed ResNet-20's last stage to 4 channels: docs/class_pruning.md)",
+        choices=ALLOCATIONS,
+    )
+    round_to: int = option(4, "kept channel counts are multiples of this (and at least this)", low=1)
+    images_per_class: int = option(
+        12, "images per class for the class-aware score (taylor: as many in all)", low=1
+    )
+    score_threshold: float = option(
+        1e-50, "binarisation threshold on |a·dL/da| (the reference: non-zero)", low=0.0
+    )
+    relative_threshold: float = option(
+        0.0,
+        "> 0: binarise at this multiple of each conv's mean |a·dL/da| instead (ours); 0: the paper's",
+        low=0.0,
+    )
+    min_class_score: float = option(
+        5.0, "paper mode: a filter qualifies for removal when its score is below this", low=0.0
+    )
+    orth_weight: float = option(
+        0.01, "weight of the orthogonality regulariser on 3x3 kernels (paper: 0.01)", low=0.0
+    )
+    l1_weight: float = option(0.0, "weight of the L1 regulariser on all parameters (paper: 1e-4)", low=0.0)
+    regularize_baselines: bool = option(False, "also train l1 / taylor with the regularisers")
+    pretrain_steps: int = option(100, "regularised steps before the first scoring (class-aware)", low=0)
+    finetune_steps: int = option(150, "SGD steps after each pruning round", low=0)
+    final_steps: int = option(400, "extra SGD steps after the last round", low=0)
+    equal_budget: bool = option(
+        True, "baselines get class-aware's pre-training steps in their final fine-tune"
+    )
+    lr: float = option(0.01, "fine-tuning learning rate (cosine within each phase)", low=0.0, low_open=True)
+    batch_size: int = option(128, "images per fine-tuning step", low=1)
+    max_accuracy_drop: float | None = option(
+        None, "stop (keeping the previous round) when validation accuracy falls more than this fraction",
+        low=0.0, high=1.0, high_open=True,
+    )  # fmt: skip
+    val_images: int | None = option(2000, "validation images for the per-round check (None: all)", low=1)
+    seed: int = option(0, "image choice for the scores and fine-tuning batch order", low=0)
+    distill_weight: float = option(
+        0.0,
+        "knowledge distillation from the dense model while fine-tuning: (1-w)·CE + w·T²·KL",
+        low=0.0,
+        high=1.0,
+    )
+    distill_temperature: float = option(
+        4.0, "temperature T of the distillation softmax", low=0.0, low_open=True
+    )
+    device: str = option("cpu", "where fine-tuning runs (cpu, cuda); scoring and pruning stay on the CPU")
+
+    def check(self) -> None:
         check_device(self.device)
-        if self.max_accuracy_drop is not None and not 0 <= self.max_accuracy_drop < 1:
-            raise ConfigError(f"max_accuracy_drop is a fraction in [0, 1), got {self.max_accuracy_drop}")
+
+    @classmethod
+    def migrate(cls, data: dict[str, Any], version: int) -> dict[str, Any]:
+        if version < 2 and "target_flops" in data:
+            data = dict(data)
+            kept = data.pop("target_flops")
+            data["ratio"] = None if kept is None else round(1.0 - kept, 12)
+        return data
 
     @property
     def resolved_allocation(self) -> str:
-        if self.allocation != "auto":
-            return self.allocation
-        return "uniform"  # global collapsed ResNet-20's last stage in the pilot (docs/class_pruning.md)
+        return "uniform" if self.allocation == "auto" else self.allocation
 
     @property
     def regularized(self) -> bool:
         """Whether this run trains with the pruning-friendly regulariser."""
         wants = self.method == "class-aware" or self.regularize_baselines
         return wants and (self.orth_weight > 0 or self.l1_weight > 0)
+
+
+Config = ClassPruningConfig

@@ -6,7 +6,8 @@ layers' input channels, and — in a ResNet — every conv/BN that writes into t
 with thinner ``Conv2d`` / ``BatchNorm2d`` / ``Linear`` layers.
 
 Also here: an analytic MAC model over the groups' channel counts (so selection can try many widths
-without pruning copies) and the layer-shape record that lets a pruned model save and load back.
+without pruning copies) and ``save_pruned``, whose layer-width record lets ``core.checkpoint.load_checkpoint``
+rebuild the pruned model.
 """
 
 from __future__ import annotations
@@ -19,18 +20,10 @@ import torch
 import torch_pruning as tp
 from torch import nn
 
-from frugalnn.core.checkpoint import (
-    MODEL_FILE,
-    apply_layer_shapes,
-    layer_shapes,
-    load_tensors,
-    load_weights,
-    read_meta,
-    save_checkpoint,
-)
+from frugalnn.core.checkpoint import WIDTHS_TRANSFORM, layer_widths, save_checkpoint
 from frugalnn.core.measure import mac_profile
-from frugalnn.core.models import ModelSpec, build_model
-from frugalnn.errors import CheckpointError, UnsupportedModelError
+from frugalnn.core.models import ModelSpec
+from frugalnn.errors import UnsupportedModelError
 
 SUPPORTED = "Conv2d (groups=1), BatchNorm2d and Linear layers with parameter-free activations and pooling"
 
@@ -173,24 +166,14 @@ def prune_channels(model: nn.Module, example: torch.Tensor, removals: dict[str, 
     return model
 
 
-# ----------------------------------------------------------------------------- save / load
+# ----------------------------------------------------------------------------- save
 def save_pruned(
-    folder: str | Path, model: nn.Module, spec: ModelSpec, meta: dict[str, Any] | None = None
+    folder: str | Path, model: nn.Module, spec: ModelSpec | None = None, meta: dict[str, Any] | None = None
 ) -> Path:
-    """A normal frugalnn checkpoint plus ``layer_shapes`` (the pruned widths) in checkpoint.json."""
-    return save_checkpoint(folder, model, spec, {"layer_shapes": layer_shapes(model), **(meta or {})})
+    """A frugalnn checkpoint whose ``layer_widths`` transform records the pruned widths.
 
-
-def load_pruned(folder: str | Path) -> tuple[nn.Module, ModelSpec, dict[str, Any]]:
-    """Load a pruned (or dense) checkpoint: build the spec's model, resize its layers, load weights."""
-    folder = Path(folder)
-    if not folder.exists():
-        raise CheckpointError(f"checkpoint {folder} does not exist; check --model or give a zoo name")
-    meta = read_meta(folder)
-    try:
-        spec = ModelSpec.from_dict(meta["spec"])
-    except (KeyError, TypeError) as err:
-        raise CheckpointError(f"{folder} has no valid model spec ({err}); re-create the checkpoint") from None
-    model = apply_layer_shapes(build_model(spec), meta.get("layer_shapes", {}))
-    load_weights(model, load_tensors(folder / MODEL_FILE), str(folder))
-    return model, spec, meta
+    ``spec``: the zoo spec the model was built from; ``None`` for a model built by hand, which
+    ``core.checkpoint.load_checkpoint(folder, model=<a fresh unpruned instance>)`` loads back.
+    """
+    widths = {"name": WIDTHS_TRANSFORM, "config": layer_widths(model)}
+    return save_checkpoint(folder, model, spec, meta, transforms=[widths])

@@ -20,7 +20,7 @@ class ClassScores:
         classes the filter matters for (Sec. III-A of arXiv 2312.05875).
     magnitude: Σ_k mean_{n∈k} mean over positions of |a·∂L/∂a| from the same backward passes; only
         breaks ties between filters of equal score (on a trained net most filters matter for all K classes
-        somewhere, so the count alone cannot order them — the pilot runs in docs/class_pruning.md).
+        somewhere, so the count alone cannot order them; docs/class_pruning.md shows the score spread).
     """
 
     score: dict[str, torch.Tensor]
@@ -131,3 +131,55 @@ def taylor_scores(
 def l1_scores(model: nn.Module) -> dict[str, torch.Tensor]:
     """L1 norm of each filter (Li et al. 2017, "Pruning Filters for Efficient ConvNets")."""
     return {n: m.weight.detach().abs().sum((1, 2, 3)) for n, m in conv_layers(model).items()}
+
+
+# Importance criteria as objects (Torch-Pruning's shape): ``importance(model, seed) -> {conv: scores}``,
+# lower scores are removed first. ``raw`` holds the last call's per-class scores when there are any.
+
+
+@dataclass
+class L1Importance:
+    """Filter L1 norm: needs no data."""
+
+    name = "l1"
+    raw = None
+
+    def __call__(self, model: nn.Module, seed: int = 0) -> dict[str, torch.Tensor]:
+        return l1_scores(model)
+
+
+@dataclass
+class TaylorImportance:
+    """Class-agnostic Taylor on ``images`` random images of (x, y)."""
+
+    x: torch.Tensor
+    y: torch.Tensor
+    images: int
+    name = "taylor"
+    raw = None
+
+    def __call__(self, model: nn.Module, seed: int = 0) -> dict[str, torch.Tensor]:
+        return taylor_scores(model, self.x, self.y, self.images, seed)
+
+
+@dataclass
+class ClassAwareImportance:
+    """The paper's per-class binarised Taylor score on ``per_class`` images of each class of (x, y);
+    filters of equal score are ordered by their magnitude (ClassScores.ranking)."""
+
+    x: torch.Tensor
+    y: torch.Tensor
+    num_classes: int
+    per_class: int = 12
+    threshold: float = 1e-50
+    relative_threshold: float = 0.0
+    name = "class-aware"
+    raw: dict[str, torch.Tensor] | None = None
+
+    def __call__(self, model: nn.Module, seed: int = 0) -> dict[str, torch.Tensor]:
+        scores = class_aware_scores(
+            model, self.x, self.y, self.num_classes, self.per_class, self.threshold, seed,
+            self.relative_threshold,
+        )  # fmt: skip
+        self.raw = scores.score
+        return scores.ranking()

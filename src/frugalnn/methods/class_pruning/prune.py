@@ -1,16 +1,21 @@
-"""The iterative loop: (regularised) train → score → remove filters → fine-tune, with the stopping rules.
+"""Filter pruning in two pieces, as Torch-Pruning splits it.
 
-Stopping rules (spec): the MAC target is reached; or, in paper mode (no target), no filter scores
-below ``min_class_score`` any more; or validation accuracy falls below the floor, in which case the
-previous round's model is kept.
+``prune_step(model, example_inputs, importance, ratio)``: one data-light step — score the filters with an
+importance object, choose what to remove to fit the MAC budget, remove it physically (dependency-aware).
+
+``prune_and_finetune(model, config, data)``: the paper's iterative loop — (regularised) train → score →
+remove → fine-tune, with the stopping rules: the MAC target is reached; or, in paper mode (ratio None),
+no filter scores below ``min_class_score`` any more; or validation accuracy falls below the floor, in
+which case the previous round's model is kept. ``data`` is an ``ImageData``, an (x, y) pair of tensors,
+a ``DataLoader`` or any iterable of (x, y) batches. Test-set evaluation is the caller's.
 """
 
 from __future__ import annotations
 
 import copy
 import time
-from collections.abc import Callable
-from dataclasses import asdict, replace
+from collections.abc import Callable, Iterable
+from dataclasses import replace
 from typing import Any
 
 import torch
@@ -20,120 +25,124 @@ from tqdm.auto import tqdm
 from frugalnn.core.data import ImageData
 from frugalnn.core.measure import accuracy, count_macs, count_params
 from frugalnn.core.train import TrainConfig, train
-from frugalnn.errors import CheckpointError, ConfigError
+from frugalnn.errors import CheckpointError, ConfigError, DataError
+from frugalnn.methods.class_pruning.allocate import allocate_global, allocate_uniform
 from frugalnn.methods.class_pruning.config import Config
 from frugalnn.methods.class_pruning.distill import make_kd_loss
 from frugalnn.methods.class_pruning.graph import ChannelGraph, MacModel, check_supported, prune_channels
-from frugalnn.methods.class_pruning.importance import class_aware_scores, l1_scores, taylor_scores
+from frugalnn.methods.class_pruning.importance import (
+    ClassAwareImportance,
+    L1Importance,
+    TaylorImportance,
+)
 from frugalnn.methods.class_pruning.regularizers import make_regularizer
 
-
-def _round_keep(n: int, keep: float, round_to: int) -> int:
-    """Nearest multiple of round_to (at least round_to, at most n) — CPU kernels like 4/8-wide channels."""
-    if n <= round_to:
-        return n
-    return int(min(n, max(round_to, round_to * round(keep / round_to))))
-
-
-def allocate_uniform(
-    scores: dict[str, torch.Tensor],
-    macs: MacModel,
-    budget: float,
-    round_to: int,
-    base: dict[str, int] | None = None,
-) -> dict[str, list[int]]:
-    """Keep the same share (1 − r) of every group's *dense* width ``base`` (lowest scores go first);
-    bisect r to fit the MAC budget, then hand back whole ``round_to`` chunks the rounding took in excess."""
-    sizes = {g: len(s) for g, s in scores.items()}
-    base = {g: base.get(g, n) for g, n in sizes.items()} if base else dict(sizes)
-
-    def counts(r: float) -> dict[str, int]:
-        return {g: min(n, _round_keep(base[g], base[g] * (1 - r), round_to)) for g, n in sizes.items()}
-
-    if macs.macs(counts(1.0)) > budget:
-        raise ConfigError(
-            f"MAC target unreachable: even {round_to} channels per layer exceed it; raise --target-flops "
-            "or lower round_to"
-        )
-    lo, hi = 0.0, 1.0
-    for _ in range(40):
-        mid = (lo + hi) / 2
-        lo, hi = (lo, mid) if macs.macs(counts(mid)) <= budget else (mid, hi)
-    keep = counts(hi)
-    grown = True
-    while grown:  # give back chunks, thinnest layer (relative to dense) first, while the budget holds
-        grown = False
-        for g in sorted(keep, key=lambda g: keep[g] / base[g]):
-            trial = {**keep, g: min(sizes[g], keep[g] + round_to)}
-            if trial[g] > keep[g] and macs.macs(trial) <= budget:
-                keep, grown = trial, True
-                break
-    return {g: torch.argsort(s)[: sizes[g] - keep[g]].tolist() for g, s in scores.items()}
-
-
-def allocate_global(
-    scores: dict[str, torch.Tensor],
-    macs: MacModel,
-    budget: float | None,
-    round_to: int,
-    qualify: float | None,
-) -> dict[str, list[int]]:
-    """Greedy over the whole network: repeatedly drop the chunk of ``round_to`` lowest-scored channels
-    whose mean score is the lowest anywhere, until the MAC budget holds.
-
-    Paper mode (budget None): drop chunks whose channels all score below ``qualify`` until none does.
-    """
-    order = {g: torch.argsort(s) for g, s in scores.items()}
-    keep = {g: len(s) for g, s in scores.items()}
-
-    def next_chunk(g: str) -> tuple[float, int] | None:
-        n = keep[g]
-        target = _round_keep(len(scores[g]), n - 1, round_to) if n > round_to else n
-        while target >= n and target > round_to:  # nearest-rounding may land on n: go one step lower
-            target -= round_to
-        if target >= n or target < min(round_to, len(scores[g])):
-            return None
-        chunk = scores[g][order[g][len(scores[g]) - n : len(scores[g]) - target]]
-        if qualify is not None and budget is None and float(chunk.max()) >= qualify:
-            return None
-        return float(chunk.mean()), n - target
-
-    while budget is None or macs.macs(keep) > budget:
-        options = [(c[0], g, c[1]) for g in scores if (c := next_chunk(g)) is not None]
-        if not options:
-            if budget is None:
-                break
-            raise ConfigError(
-                f"MAC target unreachable with at least {round_to} channels per layer; raise --target-flops"
-            )
-        _, g, size = min(options)
-        keep[g] -= size
-    return {g: order[g][: len(s) - keep[g]].tolist() for g, s in scores.items()}
-
-
-def filter_scores(model: nn.Module, config: Config, data: ImageData, seed: int) -> tuple[dict, dict | None]:
-    """Per-conv scores for the configured criterion (+ raw class scores for the histogram)."""
-    if config.method == "l1":
-        return l1_scores(model), None
-    if config.method == "taylor":
-        images = config.images_per_class * data.num_classes
-        return taylor_scores(model, data.x_train, data.y_train, images, seed), None
-    cs = class_aware_scores(
-        model,
-        data.x_train,
-        data.y_train,
-        data.num_classes,
-        config.images_per_class,
-        config.score_threshold,
-        seed,
-        config.relative_threshold,
-    )
-    return cs.ranking(), cs.score
+Importance = Callable[[nn.Module, int], dict[str, torch.Tensor]]
 
 
 def group_scores(graph: ChannelGraph, per_conv: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     """A group's channel score = mean over the convs writing those channels (Torch-Pruning's default)."""
     return {g.root: torch.stack([per_conv[c] for c in g.out_convs]).mean(0) for g in graph.groups}
+
+
+@torch.no_grad()
+def _macs(model: nn.Module, example_inputs: torch.Tensor) -> int:
+    return count_macs(model, example_inputs)
+
+
+def prune_step(
+    model: nn.Module,
+    example_inputs: torch.Tensor,
+    importance: Importance,
+    ratio: float | None,
+    *,
+    round_to: int = 4,
+    allocation: str = "uniform",
+    base_widths: dict[str, int] | None = None,
+    min_class_score: float | None = None,
+    seed: int = 0,
+) -> dict[str, Any]:
+    """Remove the lowest-scored output channels of ``model`` in place, ``ratio`` of its current MACs.
+
+    ``importance(model, seed)`` scores every conv's filters (``L1Importance()``, ``TaylorImportance``,
+    ``ClassAwareImportance`` or any callable of that shape). ``allocation`` ``uniform`` removes the same
+    share of each channel group's ``base_widths`` (default: its current width), ``global`` ranks all
+    groups on one scale. ``ratio`` None (global only): remove every chunk whose channels all score below
+    ``min_class_score``. Returns a record: MACs before/after, channels removed per group.
+    """
+    if ratio is not None and not 0.0 <= ratio < 1.0:
+        raise ConfigError(f"ratio must lie in [0, 1) (share of MACs removed), got {ratio}")
+    if ratio is None and allocation != "global":
+        raise ConfigError("ratio None (remove what qualifies) needs allocation='global'")
+    check_supported(model)
+    before = _macs(model, example_inputs)
+    graph = ChannelGraph(model, example_inputs)
+    scores = group_scores(graph, importance(model, seed))
+    budget = None if ratio is None else before * (1.0 - ratio)
+    if allocation == "uniform":
+        removals = allocate_uniform(scores, MacModel(graph), budget, round_to, base_widths)
+    else:
+        removals = allocate_global(scores, MacModel(graph), budget, round_to, min_class_score)
+    raw = getattr(importance, "raw", None)
+    classes = getattr(importance, "num_classes", None)
+    histogram = _histogram(graph, raw, removals, classes) if raw is not None and classes else None
+    if any(removals.values()):
+        prune_channels(model, example_inputs, removals)
+    return {
+        "macs_before": before,
+        "macs_after": _macs(model, example_inputs),
+        "removed": {g: len(v) for g, v in removals.items() if v},
+        "histogram": histogram,
+    }
+
+
+def as_image_data(data: Any, val_data: Any = None, num_classes: int | None = None) -> ImageData:
+    """An ``ImageData`` from what a user has: ImageData, an (x, y) pair, a DataLoader or any iterable of
+    (x, y) batches (concatenated in memory). ``val_data`` takes the same forms (default: none)."""
+    if isinstance(data, ImageData):
+        return data if val_data is None else replace(data, **_xy("val", val_data))
+    train_xy = _tensors(data)
+    val_xy = _tensors(val_data) if val_data is not None else (train_xy[0][:0], train_xy[1][:0])
+    classes = num_classes or int(torch.cat([train_xy[1], val_xy[1]]).max()) + 1
+    return ImageData(
+        "user-data", *train_xy, *val_xy, train_xy[0][:0], train_xy[1][:0], classes,
+        {"name": "user-data", "train_images": len(train_xy[0]), "val_images": len(val_xy[0])},
+    )  # fmt: skip
+
+
+def _xy(split: str, data: Any) -> dict[str, torch.Tensor]:
+    x, y = _tensors(data)
+    return {f"x_{split}": x, f"y_{split}": y}
+
+
+def _tensors(data: Any) -> tuple[torch.Tensor, torch.Tensor]:
+    if isinstance(data, tuple | list) and len(data) == 2 and all(isinstance(t, torch.Tensor) for t in data):
+        x, y = data
+    elif isinstance(data, Iterable):
+        batches = [(b[0], b[1]) for b in data]
+        if not batches:
+            raise DataError("the data iterable yielded no (x, y) batches; pass at least one batch")
+        x, y = torch.cat([b[0] for b in batches]), torch.cat([b[1] for b in batches])
+    else:
+        raise DataError(
+            f"data must be ImageData, an (x, y) pair of tensors or an iterable of (x, y) batches, "
+            f"got {type(data).__name__}"
+        )
+    if x.ndim != 4 or len(x) != len(y) or len(x) == 0:
+        raise DataError(f"need images (N, C, H, W) and N labels, got x {tuple(x.shape)}, y {tuple(y.shape)}")
+    return x.float(), y.long()
+
+
+def importance_for(config: Config, data: ImageData) -> Importance:
+    """The importance object ``config.method`` names, on the training images."""
+    if config.method == "l1":
+        return L1Importance()
+    if config.method == "taylor":
+        return TaylorImportance(data.x_train, data.y_train, config.images_per_class * data.num_classes)
+    return ClassAwareImportance(
+        data.x_train, data.y_train, data.num_classes, config.images_per_class, config.score_threshold,
+        config.relative_threshold,
+    )  # fmt: skip
 
 
 def finetune_config(config: Config, steps: int, train_size: int, seed: int) -> TrainConfig:
@@ -152,15 +161,9 @@ def finetune_config(config: Config, steps: int, train_size: int, seed: int) -> T
 
 
 def _finetune(
-    model: nn.Module,
-    data: ImageData,
-    config: Config,
-    steps: int,
-    seed: int,
-    reg: Callable | None,
-    progress: bool,
-    loss_fn: Callable | None = None,
-) -> None:
+    model: nn.Module, data: ImageData, config: Config, steps: int, seed: int, reg: Callable | None,
+    progress: bool, loss_fn: Callable | None = None,
+) -> None:  # fmt: skip
     if steps <= 0:
         return
     tc = finetune_config(config, steps, len(data.x_train), seed)
@@ -169,21 +172,13 @@ def _finetune(
     model.cpu()  # scoring, physical pruning and evaluation work on the CPU copy
 
 
-def _val(model: nn.Module, data: ImageData, images: int | None) -> float:
+def _val(model: nn.Module, data: ImageData, images: int | None) -> float | None:
     if not len(data.x_val):
-        return float("nan")
+        return None
     return accuracy(model, data.x_val[:images], data.y_val[:images])
 
 
-def prune(
-    model: nn.Module, config: Config, data: ImageData, *, progress: bool = True
-) -> tuple[nn.Module, dict[str, Any]]:
-    """Prune a trained CNN to ``config.target_flops`` of its MACs; returns a new thinner model + record."""
-    config.validate()
-    check_supported(model)
-    start = time.perf_counter()
-    model = copy.deepcopy(model)
-    example = data.x_train[:1]
+def _check_model_fits(model: nn.Module, data: ImageData, example: torch.Tensor) -> None:
     try:
         with torch.no_grad():
             out = model.eval()(example)
@@ -196,6 +191,20 @@ def prune(
             f"the model predicts {out.shape[-1]} classes, {data.name} has {data.num_classes}; "
             "use a model trained on this data set"
         )
+
+
+def prune_and_finetune(
+    model: nn.Module, config: Config, data: Any, val_data: Any = None, *, progress: bool = True
+) -> tuple[nn.Module, dict[str, Any]]:
+    """Prune a trained CNN by ``config.ratio`` of its MACs with fine-tuning; returns a new thinner model
+    (the one handed in is not changed) and a record (MACs, parameters, validation accuracy per round)."""
+    config.validate()
+    check_supported(model)
+    start = time.perf_counter()
+    model = copy.deepcopy(model)
+    data = as_image_data(data, val_data)
+    example = data.x_train[:1]
+    _check_model_fits(model, data, example)
     dense_macs = count_macs(model, example)
     dense = {
         "macs": dense_macs,
@@ -210,8 +219,8 @@ def prune(
         else None
     )
     record: dict[str, Any] = {
-        "config": asdict(config), "allocation_used": config.resolved_allocation, "dense": dense, "rounds": [],
-        "histogram": None,
+        "config": config.to_dict(), "allocation_used": config.resolved_allocation, "dense": dense,
+        "rounds": [], "histogram": None,
     }  # fmt: skip
     train_steps = 0
     if reg is not None and config.pretrain_steps:
@@ -219,29 +228,24 @@ def prune(
         train_steps += config.pretrain_steps
     stop = "target reached"
     base_widths = ChannelGraph(model, example).counts()
+    importance = importance_for(config, data)
+    allocation = config.resolved_allocation if config.ratio is not None else "global"
     bar = tqdm(range(1, config.iterations + 1), desc=f"prune {config.method}", disable=not progress)
     for rnd in bar:
-        budget = (
-            None
-            if config.target_flops is None
-            else dense_macs * config.target_flops ** (rnd / config.iterations)
-        )
-        per_conv, raw = filter_scores(model, config, data, config.seed * 1000 + rnd)
-        graph = ChannelGraph(model, example)
-        scores = group_scores(graph, per_conv)
-        if config.resolved_allocation == "uniform" and budget is not None:
-            removals = allocate_uniform(scores, MacModel(graph), budget, config.round_to, base_widths)
-        else:
-            removals = allocate_global(
-                scores, MacModel(graph), budget, config.round_to, config.min_class_score
-            )
-        if not any(removals.values()):
+        step_ratio = None
+        if config.ratio is not None:  # round budget dense·(1 − ratio)^(rnd/iterations), from the current MACs
+            budget = dense_macs * (1.0 - config.ratio) ** (rnd / config.iterations)
+            step_ratio = max(0.0, 1.0 - budget / count_macs(model, example))
+        previous = copy.deepcopy(model) if config.max_accuracy_drop is not None else None
+        step = prune_step(
+            model, example, importance, step_ratio, round_to=config.round_to, allocation=allocation,
+            base_widths=base_widths, min_class_score=config.min_class_score, seed=config.seed * 1000 + rnd,
+        )  # fmt: skip
+        if not step["removed"]:
             stop = "no filter qualifies"
             break
-        if raw is not None and record["histogram"] is None:
-            record["histogram"] = _histogram(graph, raw, removals, data.num_classes)
-        previous = copy.deepcopy(model) if config.max_accuracy_drop is not None else None
-        prune_channels(model, example, removals)
+        if record["histogram"] is None:
+            record["histogram"] = step["histogram"]
         _finetune(model, data, config, config.finetune_steps, config.seed * 1000 + rnd, reg, progress, kd)
         train_steps += config.finetune_steps
         row = {
@@ -249,11 +253,16 @@ def prune(
             "macs": count_macs(model, example),
             "params": count_params(model),
             "val_accuracy": _val(model, data, config.val_images),
+            "removed": sum(step["removed"].values()),
         }
-        row["removed"] = sum(len(v) for v in removals.values())
         record["rounds"].append(row)
-        bar.set_postfix(macs=f"{row['macs'] / dense_macs:.2f}", val=f"{row['val_accuracy']:.4f}")
-        if previous is not None and row["val_accuracy"] < dense["val_accuracy"] - config.max_accuracy_drop:
+        bar.set_postfix(macs=f"{row['macs'] / dense_macs:.2f}", val=f"{row['val_accuracy'] or 0:.4f}")
+        floor_broken = (
+            previous is not None
+            and row["val_accuracy"] is not None
+            and row["val_accuracy"] < dense["val_accuracy"] - config.max_accuracy_drop
+        )
+        if floor_broken:
             model, stop = previous, f"validation accuracy below floor in round {rnd}; kept round {rnd - 1}"
             break
     final_steps = config.final_steps
@@ -270,17 +279,19 @@ def prune(
         params=count_params(model),
         mac_reduction=1 - macs / dense_macs,
         val_accuracy=_val(model, data, config.val_images),
-        test_accuracy=accuracy(model, data.x_test, data.y_test),
         widths={n: m.out_channels for n, m in model.named_modules() if isinstance(m, nn.Conv2d)},
         seconds=time.perf_counter() - start,
     )
     return model, record
 
 
+prune = prune_and_finetune  # the method's verb under its short name
+
+
 def _histogram(
     graph: ChannelGraph, raw: dict[str, torch.Tensor], removals: dict[str, list[int]], num_classes: int
 ) -> dict[str, list[int]]:
-    """Filters kept / removed in the first round per class-importance bin (score rounded to a class count)."""
+    """Filters kept / removed per class-importance bin (score rounded to a class count)."""
     kept, removed = [0] * (num_classes + 1), [0] * (num_classes + 1)
     for g in graph.groups:
         gone = set(removals.get(g.root, []))

@@ -2,7 +2,8 @@
 a hybrid of both (``mode="hybrid"``, our extension, not in the paper: two heads per exit, the paper's
 sigmoid head for the exclusion and a softmax head for a confidence exit over the classes that remain).
 
-    model, record = attach_exits(backbone, Config(exits=("blocks.0", "blocks.1")))
+    model, record = attach_exits(backbone, EarlyExitConfig(exits=("blocks.0", "blocks.1")))
+    model, record = frugalnn.apply(backbone, EarlyExitConfig.preset("ours"))   # the same verb
     train_heads(model, data)                          # heads on the frozen backbone (loss.py)
     search(model, data.x_val, data.y_val)             # per-exit β (or thresholds) on validation data
     search(..., drop_costly=True)                     # then switch off exits that cost more time than they save (lean.py)
@@ -18,7 +19,9 @@ from typing import Any
 import torch
 from torch import nn
 
-from .config import Config
+from frugalnn.methods import register_method
+
+from .config import Config, EarlyExitConfig
 from .heads import EarlyExitModel, ExitHead, default_exits, load_early_exit, save_early_exit
 from .inference import InferenceResult, infer_single, prepare_cpu_inference, skipping_forward, summarize
 from .lean import drop_costly_exits, exit_costs, modelled_seconds
@@ -36,6 +39,7 @@ from .search import (
 
 __all__ = [
     "Config",
+    "EarlyExitConfig",
     "EarlyExitModel",
     "ExitHead",
     "InferenceResult",
@@ -134,3 +138,6 @@ def evaluate(
     """Skipping inference on (x, y): accuracy, MACs per image (heads included), exit histogram."""
     result = skipping_forward(model, x, batch_size)
     return summarize(model, result, y)
+
+
+register_method(EarlyExitConfig, attach_exits)

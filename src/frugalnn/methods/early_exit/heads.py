@@ -3,7 +3,8 @@
 Any zoo CNN whose forward is a plain chain of its children (VGG-small, ResNet-20, LeNet-5; an
 ``nn.Linear`` after a 4-D tensor gets the implicit flatten) is cut into segments at the named exit
 positions. The wrapper stays an ``nn.Module``: ``state_dict`` holds ``backbone.*`` and ``heads.*``
-plus the per-exit β / threshold buffers, and ``save_early_exit`` / ``load_early_exit`` round-trip it.
+plus the per-exit β / threshold buffers. ``save_early_exit`` records the ``early_exit`` model transform,
+so ``core.checkpoint.load_checkpoint`` rebuilds the wrapper (``load_early_exit`` adds clearer errors).
 """
 
 from __future__ import annotations
@@ -15,15 +16,22 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from frugalnn.core.checkpoint import load_tensors, load_weights, read_meta, save_tensors
-from frugalnn.core.io import atomic_write_json
+from frugalnn.core import plugins
+from frugalnn.core.checkpoint import (
+    MODEL_FILE,
+    load_checkpoint,
+    read_meta,
+    save_checkpoint,
+    tensor_names,
+    transform_config,
+)
 from frugalnn.core.measure import count_macs
-from frugalnn.core.models import ModelSpec, build_model
+from frugalnn.core.models import ModelSpec
 from frugalnn.errors import CheckpointError, ConfigError, UnsupportedModelError
 
+from .chain import Chain, chain_units, run_units
 from .config import Config, check_unit_values
-
-MASKED = -1e9  # score of an excluded class: finite so losses and softmax stay defined
+from .inference import skipping_forward
 
 
 class ExitHead(nn.Module):
@@ -63,30 +71,10 @@ class ExitHead(nn.Module):
         return self.classify(self.features(h))
 
 
-def _units(module: nn.Module, prefix: str, want: set[str]) -> list[tuple[str, nn.Module]]:
-    """Children in order; an ``nn.Sequential`` is opened when an exit lies inside it."""
-    out: list[tuple[str, nn.Module]] = []
-    for name, child in module.named_children():
-        full = f"{prefix}{name}"
-        if isinstance(child, nn.Sequential) and any(w.startswith(full + ".") for w in want):
-            out += _units(child, full + ".", want)
-        else:
-            out.append((full, child))
-    return out
-
-
-def run_units(units: list[nn.Module], h: torch.Tensor) -> torch.Tensor:
-    for module in units:
-        if isinstance(module, nn.Linear) and h.dim() > 2:
-            h = torch.flatten(h, 1)  # the implicit flatten of the zoo models' forward
-        h = module(h)
-    return h
-
-
 def default_exits(model: nn.Module) -> tuple[str, ...]:
     """After each block or stage but the last (the last one feeds the final classifier): VGG-small's
     blocks are its stages; ResNet-20 gets an exit after every residual block (``layer1.0`` …
-    ``layer3.1``, 8 exits), the finest "block" positions the issue names."""
+    ``layer3.1``, 8 exits), the finest positions between whole blocks."""
     kind = type(model).__name__
     if kind == "VGGSmall":
         return tuple(f"blocks.{i}" for i in range(len(model.blocks) - 1))
@@ -111,7 +99,7 @@ class EarlyExitModel(nn.Module):
         self.config = config
         self.backbone = backbone
         exits = tuple(config.exits) if config.exits is not None else default_exits(backbone)
-        named = _units(backbone, "", set(exits))
+        named = chain_units(backbone, "", set(exits))
         names = [n for n, _ in named]
         # an opened Sequential (``blocks.0`` when ``blocks.0.2`` is an exit too) ends with its last unit
         where = [next((n for n in reversed(names) if n.startswith(e + ".")), e) for e in exits]
@@ -157,7 +145,7 @@ class EarlyExitModel(nn.Module):
                 ) from None
             h, channels, macs = x, [], []
             for i, seg in enumerate(self._segments):
-                macs.append(count_macs(_Chain(seg).eval(), h[:1]))  # eval: mac_profile restores the mode
+                macs.append(count_macs(Chain(seg).eval(), h[:1]))  # eval: mac_profile restores the mode
                 h = run_units(seg, h)
                 if i < len(self._segments) - 1:
                     if h.dim() != 4:
@@ -216,8 +204,6 @@ class EarlyExitModel(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.training:
             return self.outputs(x)[1]
-        from .inference import skipping_forward
-
         return skipping_forward(self, x).scores
 
     def describe(self) -> dict[str, Any]:
@@ -241,15 +227,6 @@ class EarlyExitModel(nn.Module):
         }
 
 
-class _Chain(nn.Module):
-    def __init__(self, units: list[nn.Module]):
-        super().__init__()
-        self.units = nn.ModuleList(units)
-
-    def forward(self, h: torch.Tensor) -> torch.Tensor:
-        return run_units(list(self.units), h)
-
-
 def _check_positions(model: nn.Module, exits: tuple[str, ...], unit_names: list[str]) -> None:
     modules = dict(model.named_modules())
     valid = unit_names[:-1]
@@ -269,45 +246,46 @@ def _check_positions(model: nn.Module, exits: tuple[str, ...], unit_names: list[
         )
 
 
+TRANSFORM = "early_exit"  # the model_transform that wraps a backbone in its exit heads
+
+
+@plugins.register("model_transform", TRANSFORM)
+def wrap_backbone(backbone: nn.Module, config: dict[str, Any]) -> EarlyExitModel:
+    """Rebuild the wrapper around a loaded backbone from the config its checkpoint recorded."""
+    return EarlyExitModel(backbone, Config.from_dict(config))
+
+
 def save_early_exit(
-    folder: str | Path, model: EarlyExitModel, spec: ModelSpec, meta: dict[str, Any] | None = None
+    folder: str | Path, model: EarlyExitModel, spec: ModelSpec | None, meta: dict[str, Any] | None = None
 ) -> Path:
-    """safetensors (backbone + heads + β/thresholds) and checkpoint.json (backbone spec + config)."""
-    folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
+    """safetensors (backbone + heads + β/thresholds) and checkpoint.json (backbone spec, and the
+    ``early_exit`` transform with the config, exits and per-exit values)."""
     config = model.config.to_dict()
     config.update(
         exits=list(model.exit_names),
         betas=[round(float(b), 6) for b in model.betas],
         thresholds=[round(float(t), 6) for t in model.thresholds],
     )
-    save_tensors(folder / "model.safetensors", model.state_dict())
-    atomic_write_json(
-        folder / "checkpoint.json", {"spec": spec.to_dict(), "early_exit": config, **(meta or {})}
-    )
-    return folder
+    return save_checkpoint(folder, model, spec, meta, transforms=[{"name": TRANSFORM, "config": config}])
 
 
-def load_early_exit(folder: str | Path) -> tuple[EarlyExitModel, ModelSpec, dict[str, Any]]:
+def load_early_exit(
+    folder: str | Path, backbone: nn.Module | None = None
+) -> tuple[EarlyExitModel, ModelSpec | None, dict[str, Any]]:
+    """``core.checkpoint.load_checkpoint`` for a checkpoint with exit heads, with errors that say
+    what to do when it has none (``backbone``: a fresh instance when the checkpoint has no spec)."""
     folder = Path(folder)
     if not folder.exists():
         raise CheckpointError(
             f"checkpoint {folder} does not exist; create one with `frugalnn early-exit train`"
         )
-    meta = read_meta(folder)
-    if "early_exit" not in meta:
+    config = transform_config(read_meta(folder), TRANSFORM)
+    if config is None:
         raise CheckpointError(
-            f"{folder} is a plain model checkpoint without exit heads; run `frugalnn early-exit train --model {folder}` first"
+            f"{folder} is a plain model checkpoint without exit heads; attach and train heads first "
+            "(attach_exits, train_heads, save_early_exit; or `frugalnn early-exit train`)"
         )
-    try:
-        spec = ModelSpec.from_dict(meta["spec"])
-    except (KeyError, TypeError) as err:
-        raise CheckpointError(
-            f"{folder}/checkpoint.json has no valid model spec ({err}); re-create it"
-        ) from None
-    model = EarlyExitModel(build_model(spec), Config.from_dict(meta["early_exit"]))
-    tensors = load_tensors(folder / "model.safetensors")
-    if model.config.mode == "hybrid" and "heads.0.conf.weight" not in tensors:
+    if config.get("mode") == "hybrid" and "heads.0.conf.weight" not in tensor_names(folder / MODEL_FILE):
         # Hybrid checkpoints written before the two-head hybrid (one shared sigmoid head per exit) hold
         # no softmax head: the generic shape error would not say what to do.
         raise CheckpointError(
@@ -315,5 +293,5 @@ def load_early_exit(folder: str | Path) -> tuple[EarlyExitModel, ModelSpec, dict
             f"the hybrid now has two (exclusion + confidence): re-train the heads with "
             f"`frugalnn early-exit train --mode hybrid --model BACKBONE`"
         )
-    load_weights(model, tensors, str(folder))
+    model, spec, meta = load_checkpoint(folder, backbone)
     return model, spec, meta

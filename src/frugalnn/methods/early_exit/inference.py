@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import copy
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import torch
 from torch import nn
@@ -27,7 +28,10 @@ from torch.nn.utils.fusion import fuse_conv_bn_eval
 
 from frugalnn.errors import UnsupportedModelError
 
-from .heads import MASKED, EarlyExitModel, run_units
+from .chain import MASKED, run_units
+
+if TYPE_CHECKING:
+    from .heads import EarlyExitModel
 
 
 @dataclass
@@ -308,8 +312,8 @@ def prepare_cpu_inference(model: nn.Module, example: torch.Tensor) -> nn.Module:
     it, weights in channels-last layout (feed it channels-last inputs). Memory-bound BN and pooling
     passes over large early feature maps cost wall time that MACs do not show; removing them makes
     time track MACs. Use it for the no-exit baseline too when comparing speeds.
-    (Folding a head's pool into its linear layer was tried: one 10-column matmul over the whole map
-    was 2x slower than the pool on these maps, so heads stay as they are.)
+    Heads stay as they are: folding a head's pool into its linear layer gives one 10-column matmul
+    over the whole map, 2x slower than the pool on these maps.
     """
     fast = copy.deepcopy(model).eval()
     for parent in list(fast.modules()):
@@ -320,7 +324,7 @@ def prepare_cpu_inference(model: nn.Module, example: torch.Tensor) -> nn.Module:
                 parent._modules[a] = fuse_conv_bn_eval(conv, bn)
                 parent._modules[b] = nn.Identity()
     fast = fast.to(memory_format=torch.channels_last)
-    if isinstance(fast, EarlyExitModel):
+    if hasattr(fast, "refresh_segments"):  # an EarlyExitModel: its segments point at the old modules
         fast.refresh_segments()
     with torch.no_grad():
         ref = model.eval()(example)

@@ -17,7 +17,8 @@ import torch
 from frugalnn.core.measure import fastest_seconds
 from frugalnn.errors import ConfigError, UnsupportedModelError
 
-from .heads import EarlyExitModel, run_units
+from .chain import run_units
+from .heads import EarlyExitModel
 from .inference import InferenceResult, decide, enabled, prepare_cpu_inference
 from .search import Outputs, betas_and_taus, simulate
 

@@ -24,8 +24,9 @@ from frugalnn.core.data import ImageData
 from frugalnn.core.train import TrainConfig, TrainResult, train
 from frugalnn.errors import ConfigError
 
+from .chain import run_units
 from .config import default_pos_weight
-from .heads import EarlyExitModel, run_units
+from .heads import EarlyExitModel
 
 
 def head_loss(z: torch.Tensor, y: torch.Tensor, mode: str, pos_weight: float) -> torch.Tensor:
@@ -133,9 +134,8 @@ def train_joint(model: EarlyExitModel, data: ImageData, progress: bool = True) -
     """Fine-tune backbone and heads together with the full loss (core trainer: SGD, cosine, crop+flip)."""
     cfg = model.config
     pos_weight = cfg.pos_weight or default_pos_weight(model.num_classes)
-    tc = replace(
-        TrainConfig(), epochs=cfg.joint_epochs, lr=cfg.joint_lr, seed=cfg.seed, flip=data.name != "digits"
-    )
+    # flips where the data set allows them (core.data.DATASETS), as every core training run
+    tc = replace(TrainConfig(), epochs=cfg.joint_epochs, lr=cfg.joint_lr, seed=cfg.seed)
 
     def loss_fn(net: nn.Module, xb: torch.Tensor, yb: torch.Tensor) -> torch.Tensor:
         heads, final = getattr(net, "module", net).outputs(xb)

@@ -13,7 +13,8 @@ from tqdm.auto import tqdm
 
 from frugalnn.errors import ConfigError
 
-from .heads import MASKED, EarlyExitModel
+from .chain import MASKED
+from .heads import EarlyExitModel
 from .inference import InferenceResult, decide, enabled
 
 # Thresholds for the confidence baseline, from "nobody leaves" downwards: a fine grid near 1 so that

@@ -46,14 +46,14 @@ def live(
 ) -> tuple[LiveMindController, dict[str, Any]]:
     """The verb: a LiveMind controller over ``model`` -> (controller, record).
 
-    ``model`` is a Hugging Face causal LM (with its ``tokenizer``) or any backend with the
-    ``chat(messages) -> str`` seam (``ScriptedBackend``, ``HTTPBackend``); ``output`` an optional
+    ``model`` is a Hugging Face causal LM (with its ``tokenizer``) or any ``Backend`` (``stream`` and
+    ``choose``: ``ScriptedBackend``, ``HTTPBackend``, ``LocalBackend``); ``output`` an optional
     second model or backend that writes the final answer (collaborative mode, LiveMind §3.4).
     """
     config = (config or LiveMindConfig()).validate()
 
     def backend(m: Any, name: str) -> Any:
-        if hasattr(m, "chat"):
+        if hasattr(m, "stream") and hasattr(m, "choose"):
             return m
         if tokenizer is None:
             raise ConfigError("tokenizer is required when model is a Hugging Face model, not a backend")

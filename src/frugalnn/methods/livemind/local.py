@@ -4,7 +4,7 @@ The backend keeps the KV cache of the last sequence it ran. A new call renders i
 chat template, finds the longest common prefix of token ids with what the cache holds, crops the cache
 there and prefills only the rest. With the ``ua-spi`` format earlier messages never change, so an
 inference step prefills only its new segment, and the final answer only the last segment and the
-options (LiveMind §3; the issue's "keep the KV cache of everything already seen").
+options (LiveMind §3: the KV cache of everything already seen is kept).
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -20,8 +21,32 @@ from frugalnn.errors import ConfigError
 from frugalnn.methods.livemind.backends import BackendError, Messages, Piece
 
 
+@dataclass
+class Sampling:
+    """Sampling settings of one request: temperature 0 is greedy; ``top_p`` keeps the smallest set of
+    most likely tokens whose probabilities sum to at least top_p (nucleus sampling); ``generator``
+    seeds the draws (a request's ``seed``)."""
+
+    temperature: float = 0.0
+    top_p: float = 1.0
+    generator: torch.Generator | None = None
+
+
+def pick_token(logits: torch.Tensor, sampling: Sampling | None) -> int:
+    """The next token: argmax, or a draw from softmax(logits / T) restricted to the top-p nucleus."""
+    if sampling is None or sampling.temperature <= 0:
+        return int(torch.argmax(logits))
+    probs = torch.softmax(logits.double() / sampling.temperature, -1)
+    if sampling.top_p < 1.0:
+        sorted_p, order = torch.sort(probs, descending=True)
+        before = torch.cumsum(sorted_p, 0) - sorted_p  # mass of the tokens ranked above each one
+        sorted_p[before >= sampling.top_p] = 0.0  # the first token always stays
+        probs = torch.zeros_like(probs).scatter_(0, order, sorted_p)
+    return int(torch.multinomial(probs / probs.sum(), 1, generator=sampling.generator))
+
+
 class LocalBackend:
-    """Greedy chat generation on a local causal LM, reusing the KV cache across calls.
+    """Chat generation (greedy, or sampled per request) on a local causal LM, reusing the KV cache.
 
     Several instances may share one model (each keeps its own cache), e.g. LiveMind and the baseline.
     One call runs at a time per instance (a re-entrant lock, so a server can share it between threads).
@@ -171,37 +196,65 @@ class LocalBackend:
             return words[best], self.clock() - start
 
     def stream(
-        self, messages: Messages, *, max_new_tokens: int, prefix: str = "", avoid_start: str = ""
+        self,
+        messages: Messages,
+        *,
+        max_new_tokens: int,
+        prefix: str = "",
+        avoid_start: str = "",
+        sampling: Sampling | None = None,
     ) -> Iterator[Piece]:
-        """Greedy decoding; each piece carries the time since the previous one (the first: the prefill).
+        """Decode a chat reply; each piece carries the time since the previous one (the first: the
+        prefill). Greedy unless ``sampling`` has a temperature above 0.
 
         ``avoid_start``: the first token may not be the first token of this word (with or without a space).
         """
         with self.lock:
-            last, last_wall = self.clock(), time.perf_counter()
+            start = (self.clock(), time.perf_counter())
             logits = self._sync(self.render(messages, prefix))
             if avoid_start:
                 logits = logits.clone()
                 for variant in (avoid_start, " " + avoid_start):
                     logits[self.tok(variant, add_special_tokens=False)["input_ids"][0]] = float("-inf")
-            generated: list[int] = []
-            shown = ""
-            for _ in range(max_new_tokens):
-                token = int(torch.argmax(logits))
-                if token in self.eos_ids:  # not fed back: the next prompt re-renders the end marker anyway
-                    break
-                generated.append(token)
-                text = self.tok.decode(generated, skip_special_tokens=True)
-                if text.endswith("\ufffd"):  # half of a multi-byte character: wait for the rest
-                    logits = self._forward([token])[-1]
-                    continue
-                now, now_wall = self.clock(), time.perf_counter()
-                yield Piece(text[len(shown) :], now - last, now_wall - last_wall)
-                last, last_wall, shown = now, now_wall, text
-                if len(self.ids) + 2 >= self.max_positions:
-                    break
+            yield from self._decode(logits, max_new_tokens, sampling, start)
+
+    def stream_text(
+        self, prompt: str, *, max_new_tokens: int, sampling: Sampling | None = None
+    ) -> Iterator[Piece]:
+        """Continue a plain text ``prompt`` (no chat template): the completions endpoint."""
+        with self.lock:
+            start = (self.clock(), time.perf_counter())
+            ids = self.tok(prompt)["input_ids"]
+            if not ids:
+                raise BackendError("the prompt is empty after tokenisation; send some text")
+            if len(ids) + 1 >= self.max_positions:
+                raise BackendError(
+                    f"prompt of {len(ids)} tokens exceeds the model's {self.max_positions}; shorten it"
+                )
+            yield from self._decode(self._sync(ids), max_new_tokens, sampling, start)
+
+    def _decode(
+        self, logits: torch.Tensor, max_new_tokens: int, sampling: Sampling | None, start: tuple[float, float]
+    ) -> Iterator[Piece]:
+        last, last_wall = start
+        generated: list[int] = []
+        shown = ""
+        for _ in range(max_new_tokens):
+            token = pick_token(logits, sampling)
+            if token in self.eos_ids:  # not fed back: the next prompt re-renders the end marker anyway
+                break
+            generated.append(token)
+            text = self.tok.decode(generated, skip_special_tokens=True)
+            if text.endswith("\ufffd"):  # half of a multi-byte character: wait for the rest
                 logits = self._forward([token])[-1]
-            yield Piece("", self.clock() - last, time.perf_counter() - last_wall)
+                continue
+            now, now_wall = self.clock(), time.perf_counter()
+            yield Piece(text[len(shown) :], now - last, now_wall - last_wall)
+            last, last_wall, shown = now, now_wall, text
+            if len(self.ids) + 2 >= self.max_positions:
+                break
+            logits = self._forward([token])[-1]
+        yield Piece("", self.clock() - last, time.perf_counter() - last_wall)
 
     def chat(self, messages: Messages, max_new_tokens: int = 256) -> str:
         return "".join(p.text for p in self.stream(messages, max_new_tokens=max_new_tokens))

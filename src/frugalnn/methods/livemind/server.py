@@ -1,11 +1,19 @@
-"""An OpenAI-compatible chat-completions server over a local backend (stdlib ``http.server``).
+"""An OpenAI-compatible server over a local backend (stdlib ``http.server``).
 
-Endpoints: ``GET /v1/models``, ``POST /v1/chat/completions`` (``stream: true`` gives server-sent
-events of ``chat.completion.chunk`` objects ending with ``data: [DONE]``). Decoding is greedy (the
-``temperature`` field is accepted and ignored). Extension, as in vLLM: ``continue_final_message: true``
-continues a final assistant message instead of starting a new one. Bad input gets a 4xx answer with an
-OpenAI-style ``{"error": {...}}`` body and the server keeps serving; a client that hangs up mid-stream
-only ends its own generation.
+Endpoints: ``GET /v1/models``, ``GET /v1/models/{id}``, ``POST /v1/chat/completions`` and
+``POST /v1/completions`` (``stream: true`` gives server-sent events ending with ``data: [DONE]``;
+``stream_options.include_usage`` adds a final usage chunk). Supported: ``max_tokens`` /
+``max_completion_tokens``, ``temperature`` and ``top_p`` sampling (a request without ``temperature``
+decodes greedily, as the server's ``default_temperature`` 0 says), ``seed`` (reproducible draws),
+``n`` choices, ``stop`` strings, content given as a list of text parts, the ``system`` and
+``developer`` roles. Anything else that would change the answer (``logprobs``, tools, a JSON
+``response_format``, ...) is a 400 naming the field (openai_api.py). Extension, as in vLLM:
+``continue_final_message: true`` continues a final assistant message.
+
+Limits that protect the process: a body size cap, per-connection socket timeouts (a slow or silent
+client cannot park a thread; a client that stops reading a stream is dropped and its slot freed), at
+most ``max_connections`` requests at once (503 beyond), a per-request generation time limit, and the
+model's context length (the backend refuses longer prompts with a 400).
 """
 
 from __future__ import annotations
@@ -14,85 +22,77 @@ import json
 import threading
 import time
 import uuid
+from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
+import torch
+
 from frugalnn.errors import ConfigError
 from frugalnn.methods.livemind.backends import BackendError
+from frugalnn.methods.livemind.openai_api import Request, RequestError, error_body, parse
 
 MAX_BODY_BYTES = 4 << 20
-ROLES = ("system", "user", "assistant")
+ROUTES = {"/v1/chat/completions": "chat", "/chat/completions": "chat", "/v1/completions": "completion",
+          "/completions": "completion"}  # fmt: skip
 
 
-class RequestError(Exception):
-    def __init__(self, status: int, message: str, param: str | None = None, code: str | None = None) -> None:
-        super().__init__(message)
-        self.status, self.param, self.code = status, param, code
+class StopScanner:
+    """Cuts a text stream before the first stop string; holds back a tail that could start one."""
 
+    def __init__(self, stops: list[str]) -> None:
+        self.stops, self.pending, self.stopped = stops, "", False
+        self.hold = max((len(s) for s in stops), default=1) - 1
 
-def error_body(
-    message: str, kind: str = "invalid_request_error", param: str | None = None, code: str | None = None
-) -> dict:
-    return {"error": {"message": message, "type": kind, "param": param, "code": code}}
+    def feed(self, text: str) -> str:
+        """The part of ``text`` that is safe to send now."""
+        if self.stopped:
+            return ""
+        self.pending += text
+        hits = [i for i in (self.pending.find(s) for s in self.stops) if i >= 0]
+        if hits:
+            self.stopped = True
+            out, self.pending = self.pending[: min(hits)], ""
+            return out
+        cut = max(0, len(self.pending) - self.hold)
+        out, self.pending = self.pending[:cut], self.pending[cut:]
+        return out
 
-
-def validate(body: Any, model_name: str, max_tokens_limit: int) -> dict[str, Any]:
-    """Check a chat-completions request; returns messages, prefix, max_tokens, stream (raises RequestError)."""
-    if not isinstance(body, dict):
-        raise RequestError(400, "the request body must be a JSON object")
-    model = body.get("model")
-    if not isinstance(model, str) or not model:
-        raise RequestError(400, "missing field 'model'; use the id from GET /v1/models", "model")
-    if model != model_name:
-        raise RequestError(
-            404,
-            f"model {model!r} does not exist; this server serves {model_name!r}",
-            "model",
-            "model_not_found",
-        )
-    messages = body.get("messages")
-    if not isinstance(messages, list) or not messages:
-        raise RequestError(
-            400, "field 'messages' is missing or empty: give a non-empty list of {role, content}", "messages"
-        )
-    clean = []
-    for i, m in enumerate(messages):
-        if not isinstance(m, dict) or m.get("role") not in ROLES or not isinstance(m.get("content"), str):
-            raise RequestError(
-                400, f"messages[{i}] must be an object with role in {ROLES} and a string content", "messages"
-            )
-        clean.append({"role": m["role"], "content": m["content"]})
-    max_tokens = body.get("max_tokens", body.get("max_completion_tokens", 256))
-    if (
-        not isinstance(max_tokens, int)
-        or isinstance(max_tokens, bool)
-        or not 1 <= max_tokens <= max_tokens_limit
-    ):
-        raise RequestError(
-            400,
-            f"max_tokens must be a whole number from 1 to {max_tokens_limit}, got {max_tokens!r}",
-            "max_tokens",
-        )
-    stream = body.get("stream", False)
-    if not isinstance(stream, bool):
-        raise RequestError(400, "'stream' must be true or false", "stream")
-    prefix = ""
-    if body.get("continue_final_message"):
-        if clean[-1]["role"] != "assistant":
-            raise RequestError(400, "continue_final_message needs a final assistant message", "messages")
-        prefix = clean.pop()["content"]
-    if not any(m["role"] == "user" for m in clean):
-        raise RequestError(400, "messages need at least one user message", "messages")
-    return {"messages": clean, "prefix": prefix, "max_tokens": max_tokens, "stream": stream}
+    def flush(self) -> str:
+        out, self.pending = ("" if self.stopped else self.pending), ""
+        return out
 
 
 class _Handler(BaseHTTPRequestHandler):
     server: ChatServer
     protocol_version = "HTTP/1.0"  # the connection closes after each answer: SSE needs no length
 
+    def setup(self) -> None:
+        self.timeout = self.server.socket_timeout_s  # reads and writes of this connection
+        super().setup()
+
     def log_message(self, format: str, *args: Any) -> None:  # quiet unless asked
         if self.server.verbose:
             super().log_message(format, *args)
+
+    def handle(self) -> None:
+        if not self.server.slots.acquire(blocking=False):
+            self._busy()
+            return
+        try:
+            super().handle()
+        except (TimeoutError, ConnectionError):
+            pass  # a silent or vanished client: drop the connection, free the slot
+        finally:
+            self.server.slots.release()
+
+    def _busy(self) -> None:
+        body = json.dumps(error_body("the server is busy; retry shortly", "server_error")).encode()
+        try:
+            self.wfile.write(b"HTTP/1.0 503 Service Unavailable\r\nContent-Type: application/json\r\n")
+            self.wfile.write(f"Content-Length: {len(body)}\r\nRetry-After: 1\r\n\r\n".encode() + body)
+        except OSError:
+            pass
 
     def _json(self, status: int, obj: dict) -> None:
         data = json.dumps(obj).encode()
@@ -102,124 +102,195 @@ class _Handler(BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(data)
 
+    def _model_card(self) -> dict[str, Any]:
+        return {"id": self.server.model_name, "object": "model", "created": int(self.server.created),
+                "owned_by": "frugalnn"}  # fmt: skip
+
     def do_GET(self) -> None:
-        if self.path.rstrip("/") in ("/v1/models", "/models"):
-            created = int(self.server.created)
-            self._json(
-                200,
-                {
-                    "object": "list",
-                    "data": [
-                        {
-                            "id": self.server.model_name,
-                            "object": "model",
-                            "created": created,
-                            "owned_by": "frugalnn",
-                        }
-                    ],
-                },
-            )
+        path = self.path.rstrip("/")
+        if path in ("/v1/models", "/models"):
+            self._json(200, {"object": "list", "data": [self._model_card()]})
+        elif path.startswith(("/v1/models/", "/models/")):
+            wanted = path.split("/models/", 1)[1]
+            if wanted == self.server.model_name:
+                self._json(200, self._model_card())
+            else:
+                message = f"model {wanted!r} does not exist; this server serves {self.server.model_name!r}"
+                self._json(404, error_body(message, param="model", code="model_not_found"))
         else:
-            self._json(
-                404, error_body(f"no route GET {self.path}; use /v1/models or POST /v1/chat/completions")
-            )
+            self._json(404, error_body(f"no route GET {self.path}; use /v1/models"))
+
+    def _body(self) -> Any:
+        raw_length = self.headers.get("Content-Length")
+        try:
+            length = int(raw_length)
+        except (TypeError, ValueError):
+            raise RequestError(
+                411, "send a Content-Length header with the JSON body's size in bytes"
+            ) from None
+        if length < 0:
+            raise RequestError(400, f"Content-Length must not be negative, got {length}")
+        if length > MAX_BODY_BYTES:
+            raise RequestError(413, f"request body of {length} bytes is over {MAX_BODY_BYTES}; send less")
+        try:
+            return json.loads(self.rfile.read(length) or b"null")
+        except (json.JSONDecodeError, UnicodeDecodeError) as err:
+            raise RequestError(400, f"the body is not valid JSON ({getattr(err, 'msg', err)})") from None
+        except RecursionError:
+            raise RequestError(400, "the body's JSON is nested too deeply") from None
 
     def do_POST(self) -> None:
-        if self.path.rstrip("/") not in ("/v1/chat/completions", "/chat/completions"):
-            self._json(404, error_body(f"no route POST {self.path}; use /v1/chat/completions"))
+        kind = ROUTES.get(self.path.rstrip("/"))
+        if kind is None:
+            self._json(
+                404, error_body(f"no route POST {self.path}; use /v1/chat/completions or /v1/completions")
+            )
             return
         try:
-            length = int(self.headers.get("Content-Length") or 0)
-            if length > MAX_BODY_BYTES:
-                raise RequestError(413, f"request body of {length} bytes is over {MAX_BODY_BYTES}; send less")
-            try:
-                body = json.loads(self.rfile.read(length) or b"null")
-            except (json.JSONDecodeError, UnicodeDecodeError) as err:
-                raise RequestError(
-                    400, f"the body is not valid JSON ({err.msg if hasattr(err, 'msg') else err})"
-                ) from None
-            request = validate(body, self.server.model_name, self.server.max_tokens_limit)
-            (self._stream if request["stream"] else self._complete)(request)
+            body = self._body()
+            request = parse(body, kind, self.server.model_name, self.server.max_tokens_limit)
+            if body.get("temperature") is None:
+                request.temperature = self.server.default_temperature
+            (self._stream if request.stream else self._complete)(request)
         except RequestError as err:
             self._json(err.status, error_body(str(err), param=err.param, code=err.code))
         except (ConfigError, BackendError) as err:
             self._json(400, error_body(str(err)))
 
-    def _pieces(self, request: dict[str, Any]):
-        return self.server.backend.stream(
-            request["messages"], max_new_tokens=request["max_tokens"], prefix=request["prefix"]
-        )
+    # --------------------------------------------------------------------------------- generation
+    def _choices(self, request: Request) -> Iterator[tuple[int, Iterator[tuple[str, str | None]]]]:
+        """(index, stream of (text, finish_reason or None)) for each of the ``n`` choices."""
+        from frugalnn.methods.livemind.local import Sampling
 
-    def _envelope(self, kind: str) -> dict[str, Any]:
+        generator = torch.Generator()
+        generator.manual_seed(request.seed if request.seed is not None else int(time.time_ns() % 2**63))
+        sampling = Sampling(request.temperature, request.top_p, generator)
+        for index in range(request.n):
+            yield index, self._one(request, sampling)
+
+    def _one(self, request: Request, sampling: Any) -> Iterator[tuple[str, str | None]]:
+        backend = self.server.backend
+        if request.kind == "completion":
+            if not hasattr(backend, "stream_text"):
+                raise RequestError(
+                    400, "this backend has no plain-text completions; use /v1/chat/completions"
+                )
+            pieces = backend.stream_text(request.prompt, max_new_tokens=request.max_tokens, sampling=sampling)
+        else:
+            pieces = backend.stream(
+                request.messages, max_new_tokens=request.max_tokens, prefix=request.prefix, sampling=sampling
+            )
+        scanner, n_out, deadline = (
+            StopScanner(request.stop),
+            0,
+            time.monotonic() + self.server.generation_timeout_s,
+        )
+        finish = "stop"
+        try:
+            for piece in pieces:
+                if not piece.text:
+                    continue
+                n_out += 1
+                text = scanner.feed(piece.text)
+                if text:
+                    yield text, None
+                if scanner.stopped:
+                    break
+                if time.monotonic() > deadline:
+                    finish = "length"  # the server's generation time limit
+                    break
+            else:
+                finish = "length" if n_out >= request.max_tokens else "stop"
+            tail = scanner.flush()
+            if tail:
+                yield tail, None
+        finally:
+            pieces.close()
+            self.tokens_out += n_out
+        yield "", finish
+
+    def _envelope(self, request: Request, chunk: bool) -> dict[str, Any]:
+        kind = "chat.completion" if request.kind == "chat" else "text_completion"
+        return {"id": self.request_id, "object": kind + (".chunk" if chunk and request.kind == "chat" else ""),
+                "created": int(time.time()), "model": self.server.model_name}  # fmt: skip
+
+    def _usage(self) -> dict[str, int]:
+        prompt = (getattr(self.server.backend, "last_stats", {}) or {}).get("prompt_tokens", 0)
         return {
-            "id": self.request_id,
-            "object": kind,
-            "created": int(time.time()),
-            "model": self.server.model_name,
+            "prompt_tokens": prompt,
+            "completion_tokens": self.tokens_out,
+            "total_tokens": prompt + self.tokens_out,
         }
 
-    def _complete(self, request: dict[str, Any]) -> None:
-        self.request_id = f"chatcmpl-{uuid.uuid4().hex[:24]}"
-        pieces = list(self._pieces(request))
-        text = "".join(p.text for p in pieces)
-        n_out = sum(1 for p in pieces if p.text)
-        stats = getattr(self.server.backend, "last_stats", {}) or {}
-        finish = "length" if n_out >= request["max_tokens"] else "stop"
-        self._json(
-            200,
-            {
-                **self._envelope("chat.completion"),
-                "choices": [
-                    {"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": finish}
-                ],
-                "usage": {
-                    "prompt_tokens": stats.get("prompt_tokens", 0),
-                    "completion_tokens": n_out,
-                    "total_tokens": stats.get("prompt_tokens", 0) + n_out,
-                },
-            },
-        )
+    def _start(self, request: Request) -> None:
+        prefix = "chatcmpl" if request.kind == "chat" else "cmpl"
+        self.request_id, self.tokens_out = f"{prefix}-{uuid.uuid4().hex[:24]}", 0
 
-    def _event(self, delta: dict, finish: str | None = None) -> None:
-        chunk = {
-            **self._envelope("chat.completion.chunk"),
-            "choices": [{"index": 0, "delta": delta, "finish_reason": finish}],
-        }
-        self.wfile.write(f"data: {json.dumps(chunk)}\n\n".encode())
+    def _complete(self, request: Request) -> None:
+        self._start(request)
+        choices = []
+        for index, stream in self._choices(request):
+            parts, finish = [], "stop"
+            for text, reason in stream:
+                parts.append(text)
+                finish = reason or finish
+            text = "".join(parts)
+            if request.kind == "chat":
+                choices.append(
+                    {
+                        "index": index,
+                        "message": {"role": "assistant", "content": text},
+                        "finish_reason": finish,
+                    }
+                )
+            else:
+                choices.append({"index": index, "text": text, "finish_reason": finish, "logprobs": None})
+        self._json(200, {**self._envelope(request, False), "choices": choices, "usage": self._usage()})
+
+    def _event(
+        self, request: Request, index: int, text: str | None, finish: str | None, role: bool = False
+    ) -> None:
+        if request.kind == "chat":
+            delta = {"role": "assistant", "content": ""} if role else ({"content": text} if text else {})
+            choice = {"index": index, "delta": delta, "finish_reason": finish}
+        else:
+            choice = {"index": index, "text": text or "", "finish_reason": finish, "logprobs": None}
+        self._send({**self._envelope(request, True), "choices": [choice]})
+
+    def _send(self, obj: dict[str, Any]) -> None:
+        self.wfile.write(f"data: {json.dumps(obj)}\n\n".encode())
         self.wfile.flush()
 
-    def _stream(self, request: dict[str, Any]) -> None:
-        self.request_id = f"chatcmpl-{uuid.uuid4().hex[:24]}"
-        pieces = self._pieces(request)
-        first = next(pieces, None)  # errors before any byte is sent still get a proper 4xx
+    def _stream(self, request: Request) -> None:
+        self._start(request)
+        choices = self._choices(request)
+        index, first = next(choices)
+        head = next(first)  # errors before any byte is sent still get a proper 4xx
         self.send_response(200)
         self.send_header("Content-Type", "text/event-stream")
         self.send_header("Cache-Control", "no-cache")
         self.end_headers()
-        n_out = 0
         try:
-            self._event({"role": "assistant", "content": ""})
-            for piece in _chain(first, pieces):
-                if piece.text:
-                    n_out += 1
-                    self._event({"content": piece.text})
-            self._event({}, "length" if n_out >= request["max_tokens"] else "stop")
+            for i, stream in _chain((index, _chain(head, first)), choices):
+                if request.kind == "chat":
+                    self._event(request, i, None, None, role=True)
+                for text, finish in stream:
+                    self._event(request, i, text, finish)
+            if request.include_usage:
+                self._send({**self._envelope(request, True), "choices": [], "usage": self._usage()})
             self.wfile.write(b"data: [DONE]\n\n")
             self.wfile.flush()
-        except (BrokenPipeError, ConnectionResetError, ConnectionAbortedError):
-            pass  # the client hung up: stop generating, keep serving others
+        except (BrokenPipeError, ConnectionResetError, ConnectionAbortedError, TimeoutError):
+            pass  # the client hung up or stopped reading: stop generating, keep serving others
         except BackendError as err:
             try:
-                self.wfile.write(f"data: {json.dumps(error_body(str(err), 'server_error'))}\n\n".encode())
+                self._send(error_body(str(err), "server_error"))
             except OSError:
                 pass
-        finally:
-            pieces.close()
 
 
 def _chain(first: Any, rest: Any):
-    if first is not None:
-        yield first
+    yield first
     yield from rest
 
 
@@ -235,10 +306,18 @@ class ChatServer(ThreadingHTTPServer):
         port: int = 8000,
         max_tokens_limit: int = 2048,
         verbose: bool = False,
+        *,
+        max_connections: int = 16,
+        socket_timeout_s: float = 30.0,
+        generation_timeout_s: float = 300.0,
+        default_temperature: float = 0.0,
     ) -> None:
         super().__init__((host, port), _Handler)
         self.backend, self.model_name = backend, model_name
         self.max_tokens_limit, self.verbose = max_tokens_limit, verbose
+        self.slots = threading.BoundedSemaphore(max_connections)
+        self.socket_timeout_s, self.generation_timeout_s = socket_timeout_s, generation_timeout_s
+        self.default_temperature = default_temperature
         self.created = time.time()
 
     @property

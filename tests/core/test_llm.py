@@ -88,7 +88,7 @@ def test_gguf_file_and_bundled_name_agree_and_answer():
     try:
         gguf = asset_path("smollm2")
     except MissingAssetError:
-        pytest.fail("smollm2 asset not installed; run make assets")
+        pytest.fail("smollm2 asset not installed; run frugalnn assets fetch")
     from_gguf, tok = llm.load_causal_lm(gguf)
     bundled, tok2 = llm.load_causal_lm("smollm2")
     assert type(from_gguf).__name__ == "LlamaForCausalLM" and from_gguf.config.num_hidden_layers == 30

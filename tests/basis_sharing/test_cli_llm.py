@@ -108,3 +108,45 @@ def test_stats_cache_gives_the_same_model_and_sequential_mode_runs(tmp_path, smo
     assert abs(rec["ratio_achieved"] - 0.3) < 0.1
     with torch.no_grad():
         assert torch.isfinite(seq(ids).logits).all()
+
+
+def test_cli_weighted_calibration_and_multi_domain_eval(tmp_path, smol_tokenizer, capsys):
+    from frugalnn.core.data import load_text, token_windows
+    from frugalnn.core.llm import encode_text, perplexity
+
+    dense = tiny_folder(tmp_path, smol_tokenizer)
+    a, b = tmp_path / "a.txt", tmp_path / "b.txt"
+    a.write_text("The quick brown fox jumps over the lazy dog. " * 40)
+    b.write_text("Hackers write code that other hackers read at night. " * 40)
+    out = tmp_path / "bs"
+    args = [
+        "llm",
+        "compress",
+        "--model",
+        str(dense),
+        "--ratio",
+        "0.3",
+        "--window",
+        "32",
+        "--calib-windows",
+        "5",
+    ]
+    assert main([*args, "--calib", f"file:{a}=3,file:{b}=2", "--reference", "--out", str(out)]) == 0
+    record = json.loads((out / "frugalnn_compress_record.json").read_text())
+    assert [s["windows"] for s in record["calibration_data"]["sources"]] == [3, 2]
+    capsys.readouterr()
+    data = f"file:{a},file:{b}"
+    ask = ["llm", "eval", "--model", str(out), "--baseline", str(dense), "--data", data]
+    assert main([*ask, "--tokens", "96", "--window", "32", "--json"]) == 0
+    table = json.loads(capsys.readouterr().out.split("\n", 2)[2])
+    model, tok = load_causal_lm(dense)
+    for row, path in zip(table, (a, b)):
+        windows = token_windows(encode_text(tok, load_text(f"file:{path}").text), 32, limit_tokens=96)
+        assert (
+            abs(row["baseline_perplexity"] - perplexity(model, windows)) < 1e-6 * row["baseline_perplexity"]
+        )
+        assert abs(row["ratio_to_baseline"] - row["perplexity"] / row["baseline_perplexity"]) < 1e-12
+    assert main([*args, "--calib", "jargon=0", "--out", str(tmp_path / "x")]) == 2
+    assert "weight > 0" in capsys.readouterr().err and not (tmp_path / "x").exists()
+    assert main(["llm", "eval", "--model", str(out), "--data", "wiki"]) == 2
+    assert "unknown text source 'wiki'" in capsys.readouterr().err

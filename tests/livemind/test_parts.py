@@ -170,7 +170,7 @@ def test_mmlu_sample_follows_the_documented_protocol():
     try:
         path = asset_path("mmlu")
     except MissingAssetError:
-        pytest.fail("mmlu asset not installed; run make assets")
+        pytest.fail("mmlu asset not installed; run frugalnn assets fetch")
     rows = [json.loads(line) for line in open(path, encoding="utf-8") if line.strip()]
     rows = [r for r in rows if r["correct_answer"] in ("A", "B", "C", "D")]  # 2 rows say just "answer"
     rows = [r for r in rows if len(split_sentences(r["question"])) >= 3]

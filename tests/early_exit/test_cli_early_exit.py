@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from frugalnn.cli import main
-from frugalnn.core.checkpoint import save_checkpoint
+from frugalnn.core.checkpoint import save_checkpoint, transform_config
 from frugalnn.core.data import load_image_data
 from frugalnn.core.models import ModelSpec, build_model
 from frugalnn.core.train import TrainConfig, train
@@ -66,7 +66,7 @@ def test_cli_train_search_eval(tmp_path, capsys):
     )
     assert main(["early-exit", "search", "--model", str(ee_dir), "--tolerance", "0.02", *args]) == 0
     meta = json.loads((ee_dir / "checkpoint.json").read_text())
-    assert meta["search"]["tolerance"] == 0.02 and len(meta["early_exit"]["betas"]) == 2
+    assert meta["search"]["tolerance"] == 0.02 and len(transform_config(meta, "early_exit")["betas"]) == 2
     capsys.readouterr()
     assert main(["early-exit", "eval", "--model", str(ee_dir), "--json", *args]) == 0
     result = json.loads(capsys.readouterr().out)
@@ -76,7 +76,7 @@ def test_cli_train_search_eval(tmp_path, capsys):
     text = capsys.readouterr().out
     assert "MACs per image (heads included)" in text and "images/s skipping" in text
     loaded, _, _ = load_early_exit(ee_dir)
-    assert loaded.betas.tolist() == pytest.approx(meta["early_exit"]["betas"])
+    assert loaded.betas.tolist() == pytest.approx(transform_config(meta, "early_exit")["betas"])
     # bad input: exit position that does not exist, plain checkpoint given to search
     assert (
         main(
@@ -122,11 +122,11 @@ def test_cli_hybrid_mode_searches_beta_and_tau(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "tau per exit" in out
     meta = json.loads((ee_dir / "checkpoint.json").read_text())
-    assert len(meta["search"]["taus"]) == 2 and meta["early_exit"]["mode"] == "hybrid"
+    assert len(meta["search"]["taus"]) == 2 and transform_config(meta, "early_exit")["mode"] == "hybrid"
     assert main(["early-exit", "eval", "--model", str(ee_dir), "--throughput", "--rebatch", *args]) == 0
     assert "images/s skipping" in capsys.readouterr().out
     loaded, _, _ = load_early_exit(ee_dir)
-    assert loaded.thresholds.tolist() == pytest.approx(meta["early_exit"]["thresholds"])
+    assert loaded.thresholds.tolist() == pytest.approx(transform_config(meta, "early_exit")["thresholds"])
 
 
 def test_cli_search_drop_costly_exits_keeps_a_subset_of_the_plain_setting(tmp_path, capsys):
@@ -144,9 +144,9 @@ def test_cli_search_drop_costly_exits_keeps_a_subset_of_the_plain_setting(tmp_pa
     assert main([*search, "--out", str(tmp_path / "plain")]) == 0
     assert main([*search, "--out", str(tmp_path / "lean"), "--drop-costly-exits"]) == 0
     capsys.readouterr()
-    plain = json.loads((tmp_path / "plain" / "checkpoint.json").read_text())["early_exit"]
+    plain = transform_config(json.loads((tmp_path / "plain" / "checkpoint.json").read_text()), "early_exit")
     lean_meta = json.loads((tmp_path / "lean" / "checkpoint.json").read_text())
-    lean = lean_meta["early_exit"]
+    lean = transform_config(lean_meta, "early_exit")
     assert lean_meta["search"]["drop_costly_exits"] is True
     for i in range(2):
         kept = (lean["betas"][i], lean["thresholds"][i]) == (plain["betas"][i], plain["thresholds"][i])
