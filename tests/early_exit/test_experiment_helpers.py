@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from frugalnn.experiments.early_exit_report import matched_macs as _matched_macs
+from frugalnn.experiments.early_exit.report import matched_macs as _matched_macs
 
 
 def test_matched_macs_interpolates_along_the_pareto_front():

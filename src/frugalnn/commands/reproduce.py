@@ -1,14 +1,13 @@
-"""``frugalnn reproduce NAME|--all [--quick] [--out DIR]``: run the paper-claim experiments."""
+"""``frugalnn reproduce NAME|--all [--quick] [--out DIR]``: run the paper-claim experiments;
+``frugalnn reproduce --index DIR``: write DIR/INDEX.md from the records in a results folder."""
 
 from __future__ import annotations
 
 import argparse
-import json
 import time
 from pathlib import Path
 
 from frugalnn.commands._common import set_threads
-from frugalnn.core.report import markdown_table, write_markdown
 from frugalnn.errors import ConfigError
 
 
@@ -16,7 +15,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "reproduce",
         help="reproduce a paper's claim (or all of them) and write a report folder",
-        description="Run registered experiments; each writes JSON records, Markdown tables and plots.",
+        description="Run registered experiments; each writes JSON records, Markdown tables and plots, and "
+        "SUMMARY.md shows every experiment's headline (metric, ours, baseline, target, met?).",
     )
     p.add_argument("name", nargs="?", help="experiment name (see --list)")
     p.add_argument("--all", action="store_true", help="run every registered experiment")
@@ -25,22 +25,35 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     p.add_argument("--threads", type=int, default=1, help="torch threads (default 1: reliable on 2 cores)")
     p.add_argument("--list", action="store_true", help="list the experiments and exit")
+    p.add_argument(
+        "--index",
+        metavar="DIR",
+        help="write DIR/INDEX.md (what each record is, its command, date, headline) from the records in "
+        "DIR (e.g. docs/results) and exit; runs nothing",
+    )
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     from frugalnn import experiments
+    from frugalnn.experiments._index import write_index, write_summary
 
     if args.list:
         for exp in experiments.all_experiments():
             print(f"{exp.name:20s} {exp.summary}")
+        return 0
+    if args.index:
+        folder = Path(args.index)
+        if not folder.is_dir():
+            raise ConfigError(f"--index {folder}: not a folder; give the results folder (e.g. docs/results)")
+        print(f"index: {write_index(folder)}")
         return 0
     if args.all == bool(args.name):
         raise ConfigError("give exactly one experiment NAME or --all (see `frugalnn reproduce --list`)")
     set_threads(args.threads)
     chosen = experiments.all_experiments() if args.all else [experiments.get(args.name)]
     out_root = Path(args.out)
-    summary_rows = []
+    runs = []
     for exp in chosen:
         out_dir = out_root / exp.name
         out_dir.mkdir(parents=True, exist_ok=True)
@@ -48,10 +61,16 @@ def run(args: argparse.Namespace) -> int:
         start = time.perf_counter()
         headline = exp.fn(out_dir, args.quick, args.seed)
         seconds = time.perf_counter() - start
-        summary_rows.append(
-            {"experiment": exp.name, "seconds": round(seconds, 1), "headline": json.dumps(headline)}
+        runs.append(
+            {
+                "experiment": exp.name,
+                "summary": exp.summary,
+                "seconds": seconds,
+                "folder": exp.name,
+                "headline": headline,
+            }
         )
         print(f"== {exp.name} done in {seconds:.1f} s -> {out_dir}", flush=True)
-    write_markdown(out_root / "SUMMARY.md", "# frugalnn reproduce\n\n" + markdown_table(summary_rows))
+    write_summary(out_root / "SUMMARY.md", runs)
     print(f"report: {out_root / 'SUMMARY.md'}")
     return 0
