@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from frugalnn.experiments import register
-from frugalnn.experiments.basis_sharing_domains.report import write_report
+from frugalnn.experiments.basis_sharing_domains.report import headline, write_report
 
 WINDOW = 512
 CALIB_SEED = 2023
@@ -38,6 +38,7 @@ def _grid(methods, ratios, calibs, recoveries):
     "basis-sharing-domains",
     "Basis Sharing off its calibration domain: perplexity on 3 held-out domains, one novel vs a mix",
     order=32,
+    headline=lambda record: headline(record["results"]["rows"], record["results"]["dense"]),
 )
 def run(
     out_dir: Path,
