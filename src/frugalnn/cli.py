@@ -90,7 +90,11 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     parser = build_parser(argv)
-    args = parser.parse_args(argv)
+    args, extra = parser.parse_known_args(argv)
+    if extra:  # only a pass-through command (lm-eval) takes arguments it does not declare
+        if getattr(args, "harness_args", None) is None:
+            parser.error(f"unrecognized arguments: {' '.join(extra)}")
+        args.harness_args = [*extra, *args.harness_args]
     if not getattr(args, "func", None):
         parser.print_help()
         return 2

@@ -1,0 +1,1 @@
+"""Adapters that let other tools run frugalnn's models (lm-evaluation-harness, ...)."""
