@@ -4,7 +4,13 @@ import numpy as np
 import pytest
 
 from frugalnn.errors import DataError
-from frugalnn.hw.liberty import function_to_python, parse_liberty, read_liberty
+from frugalnn.hw.liberty import (
+    compile_function,
+    function_to_verilog,
+    parse_function,
+    parse_liberty,
+    read_liberty,
+)
 
 
 @pytest.fixture(scope="module")
@@ -75,7 +81,8 @@ def test_units_are_converted_to_ns_pf_nw_pj():
     assert table.lookup(0.020, 0.003) == pytest.approx(0.4)
     # internal energy unit = 1 fF x (1 V)^2 = 1 fJ = 1e-3 pJ
     assert inv.pins["Y"].internal_power[0].rise_power.lookup(0.01, 0.001) == pytest.approx(5e-3)
-    assert function_to_python("A'", ["A"]) == "(~A)"
+    assert parse_function("A'", ["A"]) == ("not", ("pin", 0))
+    assert function_to_verilog("(A B)+!C", ["A", "B", "C"]) == "((A & B) | (~C))"
 
 
 def _truth(name: str, pin: str, b: dict) -> int:
@@ -97,7 +104,7 @@ def test_boolean_functions_compile_to_the_right_truth_tables(lib):
         cell = lib.cells[name]
         ins = cell.inputs
         for pin in cell.outputs:
-            fn = eval(f"lambda {', '.join(ins)}: {function_to_python(cell.pins[pin].function, ins)}")
+            fn = compile_function(cell.pins[pin].function, ins, np.uint8(0), np.uint8(1))
             for code in range(1 << len(ins)):
                 bits = {p: (code >> k) & 1 for k, p in enumerate(ins)}
                 got = fn(*[np.uint8(bits[p]) for p in ins]) & 1
@@ -123,3 +130,15 @@ def test_bad_liberty_is_a_data_error(text):
 def test_missing_liberty_file(tmp_path):
     with pytest.raises(DataError, match="not found"):
         read_liberty(tmp_path / "nope.lib")
+
+
+def test_names_from_a_liberty_file_never_run_as_code(tmp_path):
+    """A pin named like a Python or Verilog expression is refused, not evaluated."""
+    marker = tmp_path / "pwned"
+    payload = f"__import__('os').system('touch {marker}')"
+    for pins, expr in ([payload], "A"), (["A"], payload), (["A;B"], "A"):
+        with pytest.raises(DataError):
+            compile_function(expr, pins, 0, 1)(0)
+    assert not marker.exists()
+    with pytest.raises(DataError, match="not an identifier"):
+        function_to_verilog("A", ["A) ; initial $finish; //"])

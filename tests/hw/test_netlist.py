@@ -5,7 +5,7 @@ import pytest
 
 from frugalnn.errors import DataError
 from frugalnn.hw.crosscheck import iverilog_simulate
-from frugalnn.hw.liberty import function_to_python, read_liberty
+from frugalnn.hw.liberty import compile_function, read_liberty
 from frugalnn.hw.netlist import Netlist, pack_bits, unpack_bits
 from frugalnn.hw.timed import (
     ElectricalConfig,
@@ -217,8 +217,8 @@ def _reference_transport(net, before, after, steps, vector):
     for g, s in zip(net.comb, steps):
         cell = lib.cells[g.cell]
         for k, o in enumerate(g.outs):
-            expr = function_to_python(cell.pins[cell.outputs[k]].function, cell.inputs)
-            fn = eval(f"lambda {', '.join(cell.inputs)}: ({expr}) & 1", {"_ZERO": 0, "_ONE": 1})
+            logic = compile_function(cell.pins[cell.outputs[k]].function, list(cell.inputs), 0, 1)
+            fn = lambda *v, logic=logic: logic(*v) & 1  # noqa: E731
             times = sorted({t + int(s[k, j]) for j, i in enumerate(g.ins) for t in waves[i]})
             wave, last = {}, start[o]
             for t in times:

@@ -150,7 +150,7 @@ def cell_models_path(mapped: MappedNetlist) -> Path | None:
 
 def _generated_cell_models(mapped: MappedNetlist) -> str:
     """Behavioural models from the Liberty functions (only when no vendor models exist)."""
-    from frugalnn.hw.liberty import function_to_python
+    from frugalnn.hw.liberty import check_pins, function_to_verilog
 
     out = []
     for name in sorted(mapped.cell_counts):
@@ -160,10 +160,10 @@ def _generated_cell_models(mapped: MappedNetlist) -> str:
                 f"no Verilog model for sequential cell {name}; put the vendor's cell .v beside the .lib"
             )
         ports = cell.inputs + cell.outputs
+        check_pins(ports, f"cell {name}")
         body = [f"  input {p};" for p in cell.inputs] + [f"  output {p};" for p in cell.outputs]
         for pin in cell.outputs:
-            expr = function_to_python(cell.pins[pin].function or "0", cell.inputs)
-            expr = expr.replace("_ZERO", "1'b0").replace("_ONE", "1'b1")
+            expr = function_to_verilog(cell.pins[pin].function or "0", cell.inputs)
             body.append(f"  assign {pin} = {expr};")
         out.append(f"module {name} ({', '.join(ports)});\n" + "\n".join(body) + "\nendmodule\n")
     return "\n".join(out)

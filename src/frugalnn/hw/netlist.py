@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 
 from frugalnn.errors import ConfigError, DataError
-from frugalnn.hw.liberty import Cell, Library, function_to_python
+from frugalnn.hw.liberty import Cell, Library, compile_function
 
 CONST0, CONST1 = 0, 1
 ALL_ONES = np.uint64(0xFFFFFFFFFFFFFFFF)
@@ -179,8 +179,7 @@ class Netlist:
                 expr = cell.pins[pin].function
                 if expr is None:
                     raise DataError(f"cell {cell_name} output {pin} has no function in the Liberty file")
-                src = f"lambda {', '.join(args)}: {function_to_python(expr, args)}"
-                fns.append(eval(src, {"_ZERO": np.uint64(0), "_ONE": ALL_ONES}))  # noqa: S307 - own compiler
+                fns.append(compile_function(expr, args, np.uint64(0), ALL_ONES))
             self._fns[cell_name] = fns
         return self._fns[cell_name]
 
@@ -278,8 +277,7 @@ class Netlist:
 
 
 def _eval_pin_expr(cell: Cell, expr: str, pin: dict[str, int], values: np.ndarray) -> np.ndarray:
-    src = f"lambda {', '.join(cell.inputs)}: {function_to_python(expr, cell.inputs)}"
-    fn = eval(src, {"_ZERO": np.uint64(0), "_ONE": ALL_ONES})  # noqa: S307 - own compiler
+    fn = compile_function(expr, list(cell.inputs), np.uint64(0), ALL_ONES)
     return fn(*[values[pin[p]] for p in cell.inputs])
 
 
