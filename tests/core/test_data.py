@@ -86,8 +86,25 @@ def test_cifar_loader(tmp_path, classes):
 def test_cifar_corrupt(tmp_path):
     (tmp_path / "train").write_bytes(b"not a pickle")
     (tmp_path / "test").write_bytes(b"")
-    with pytest.raises(DataError, match="truncated or not a pickle"):
+    with pytest.raises(DataError, match="truncated, not a pickle"):
         data.load_image_data("cifar100", tmp_path)
+
+
+def test_cifar_payload_is_refused_not_run(tmp_path):
+    """A pickle that would call os.system on load is data that names code: refused before the call."""
+    import os
+
+    marker = tmp_path / "pwned"
+
+    class Payload:
+        def __reduce__(self):
+            return (os.system, (f"touch {marker}",))
+
+    (tmp_path / "train").write_bytes(pickle.dumps({"data": Payload(), "fine_labels": [0]}))
+    (tmp_path / "test").write_bytes(pickle.dumps({"data": [], "fine_labels": []}))
+    with pytest.raises(DataError, match=r"refers to (posix|os)\.system"):
+        data.load_image_data("cifar100", tmp_path)
+    assert not marker.exists()
 
 
 def test_fashion_mnist_real():

@@ -212,15 +212,33 @@ def load_digits(val_size: int = 200, test_size: int = 300, seed: int = 0) -> Ima
     )
 
 
+# what a CIFAR batch pickle may reference: numpy's array reconstruction and the byte-string codec;
+# anything else (os.system, builtins.eval, ...) is refused before it is called
+_PICKLE_ALLOWED = {
+    ("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
+    ("numpy.core.multiarray", "scalar"), ("numpy._core.multiarray", "scalar"),
+    ("numpy", "ndarray"), ("numpy", "dtype"), ("_codecs", "encode"),
+}  # fmt: skip
+
+
+class _DataUnpickler(pickle.Unpickler):
+    """An unpickler for data files: builtin containers and numpy arrays, never code."""
+
+    def find_class(self, module: str, name: str) -> object:
+        if (module, name) in _PICKLE_ALLOWED:
+            return super().find_class(module, name)
+        raise pickle.UnpicklingError(f"it refers to {module}.{name}, which a data file never needs")
+
+
 def _unpickle(path: Path) -> dict:
     try:
         with open(path, "rb") as handle:
-            return pickle.load(handle, encoding="latin1")
+            return _DataUnpickler(handle, encoding="latin1").load()
     except FileNotFoundError:
         raise DataError(f"CIFAR file {path} is missing; give as root the extracted python folder") from None
-    except (pickle.UnpicklingError, EOFError, ValueError) as err:
+    except (pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError) as err:
         raise DataError(
-            f"CIFAR file {path} is truncated or not a pickle ({err}); re-extract the archive"
+            f"CIFAR file {path} is truncated, not a pickle or not plain data ({err}); re-extract the archive"
         ) from None
 
 
