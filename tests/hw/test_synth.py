@@ -63,3 +63,21 @@ def test_synthesize_file_picks_the_last_module(tmp_path):
     assert np.array_equal(mapped.netlist.simulate({"a": np.arange(4)})["y"], 3 - np.arange(4))
     with pytest.raises(ConfigError):
         synthesize_file(tmp_path / "missing.v")
+
+
+def test_library_paths_with_spaces_or_script_syntax_cannot_inject(tmp_path):
+    """The Liberty file is linked into the tool's folder under a fixed name: a path with a space, a
+    ';' or a newline works as a path and never becomes a yosys or OpenSTA command."""
+    import shutil
+
+    from frugalnn.core.assets import asset_path
+
+    # were the path pasted into a script, yosys would try to read a file that does not exist and fail
+    odd = tmp_path / "my libs; read_verilog does-not-exist.v\nexit"
+    odd.mkdir()
+    lib = odd / "cells x.lib"
+    shutil.copyfile(asset_path("osu018"), lib)
+    mapped = synthesize("module t(input a, input b, output y); assign y = a & b; endmodule", "t", lib)
+    assert mapped.n_cells >= 1 and sta_timing(mapped).critical_path_ns > 0
+    with pytest.raises(ConfigError, match="abc_script is one line"):
+        synthesize("module t(input a, output y); assign y = a; endmodule", "t", lib, abc_script="x\nshell")

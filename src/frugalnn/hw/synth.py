@@ -7,6 +7,7 @@ Every tool runs as a subprocess in a temporary folder. A missing tool is a ToolE
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -87,11 +88,16 @@ def synthesize(
     """Synthesise Verilog text with yosys + abc onto a Liberty library (default OSU018)."""
     if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_$]*", top):
         raise ConfigError(f"top module name {top!r} is not a Verilog identifier")
+    if "\n" in abc_script or "\r" in abc_script:
+        raise ConfigError("abc_script is one line: a script file's path or '+cmd;cmd;...'")
     lib = read_liberty(liberty)
-    lib_path = lib.path
     with tempfile.TemporaryDirectory(prefix="frugalnn-yosys-") as tmp:
         work = Path(tmp)
         (work / "design.v").write_text(verilog)
+        # files are linked in under fixed names: no path of the user's is ever written into a script
+        lib_path = _link(lib.path, work, "cells.lib")
+        if abc_script and not abc_script.startswith("+"):
+            abc_script = _link(Path(abc_script), work, "abc.script")
         abc = f"abc -liberty {lib_path}" + (f" -script {abc_script}" if abc_script else "")
         script = "\n".join(
             [
@@ -123,7 +129,7 @@ def synthesize(
         yosys_json=data,
         area=float(area_m[-1]) if area_m else netlist.area,
         cell_counts=netlist.cell_counts(),
-        liberty_path=lib_path,
+        liberty_path=str(lib.path),
     )
 
 
@@ -162,9 +168,21 @@ class PowerReport:
     report: str
 
 
+def _link(path: Path, work: Path, name: str) -> str:
+    """``path`` reachable as ``name`` inside the tool's folder (a symlink; a copy where links fail)."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"{path} is not a file; pass an existing one")
+    try:
+        os.symlink(path.resolve(), work / name)
+    except OSError:
+        shutil.copyfile(path, work / name)
+    return name
+
+
 def _sta_preamble(mapped: MappedNetlist, clock_ns: float, output_load_pf: float, input_slew_ns: float) -> str:
     clk_ports = [p for p in mapped.netlist.inputs if p.lower() in ("clk", "clock")]
-    lines = [f"read_liberty {mapped.liberty_path}", "read_verilog mapped.v", f"link_design {mapped.top}"]
+    lines = ["read_liberty cells.lib", "read_verilog mapped.v", f"link_design {mapped.top}"]
     if clk_ports:
         lines.append(f"create_clock -name clk -period {clock_ns} [get_ports {clk_ports[0]}]")
         data_in = f"[delete_from_list [all_inputs] [get_ports {clk_ports[0]}]]"
@@ -184,6 +202,7 @@ def _run_sta(mapped: MappedNetlist, script: str) -> str:
     with tempfile.TemporaryDirectory(prefix="frugalnn-sta-") as tmp:
         work = Path(tmp)
         (work / "mapped.v").write_text(mapped.verilog)
+        _link(Path(mapped.liberty_path), work, "cells.lib")
         (work / "run.tcl").write_text(script + "\nexit\n")
         out = run_tool(["sta", "-no_init", "-exit", "run.tcl"], work, f"the netlist of {mapped.top}")
     if re.search(r"^Error", out, re.M):
