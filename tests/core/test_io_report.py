@@ -45,3 +45,29 @@ def test_markdown_and_plot(tmp_path):
     png = line_plot(tmp_path / "p.png", {"s": ([1, 2], [3, 4])}, xlabel="x", ylabel="y")
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     atomic_write_json(tmp_path / "j.json", {"k": 1})
+
+
+def test_json_is_strict_and_files_get_the_usual_permissions(tmp_path):
+    import json
+    import math
+    import os
+
+    import numpy as np
+
+    from frugalnn.core.io import atomic_output_dir, atomic_write_json
+
+    path = atomic_write_json(
+        tmp_path / "r.json", {"a": float("nan"), "b": [1.0, math.inf, np.float32(-np.inf)], "c": 2}
+    )
+    text = path.read_text()
+    assert "NaN" not in text and "Infinity" not in text
+    assert json.loads(text) == {"a": None, "b": [1.0, None, None], "c": 2}
+    old = os.umask(0o022)
+    try:
+        atomic_write_json(tmp_path / "p.json", {})
+        with atomic_output_dir(tmp_path / "folder") as tmp:
+            (tmp / "x").write_text("x")
+    finally:
+        os.umask(old)
+    assert (tmp_path / "p.json").stat().st_mode & 0o777 == 0o644
+    assert (tmp_path / "folder").stat().st_mode & 0o777 == 0o755

@@ -14,6 +14,12 @@ from typing import Any
 from frugalnn.errors import ConfigError
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -23,6 +29,7 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
             handle.write(data)
             handle.flush()
             os.fsync(handle.fileno())
+        os.chmod(tmp, 0o666 & ~_umask())  # the usual permissions, not mkstemp's 0600
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
@@ -36,7 +43,26 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
 
 
 def atomic_write_json(path: str | os.PathLike, obj: Any) -> Path:
-    return atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=False, default=_json_default) + "\n")
+    """Strict JSON: a NaN or infinite number is written as null (no ``NaN`` a JSON reader rejects)."""
+    text = json.dumps(finite(obj), indent=2, sort_keys=False, default=_json_default, allow_nan=False)
+    return atomic_write_text(path, text + "\n")
+
+
+def finite(obj: Any) -> Any:
+    """``obj`` with every non-finite float (NaN, ±inf) replaced by None, containers walked."""
+    import math
+
+    import numpy as np
+
+    if isinstance(obj, float | np.floating):
+        return float(obj) if math.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {k: finite(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [finite(v) for v in obj]
+    if isinstance(obj, np.ndarray) and obj.dtype.kind == "f":
+        return finite(obj.tolist())
+    return obj
 
 
 def _json_default(obj: Any) -> Any:
@@ -68,6 +94,7 @@ def atomic_output_dir(path: str | os.PathLike, overwrite: bool = False) -> Itera
         )
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent))
+    os.chmod(tmp, 0o777 & ~_umask())  # the usual permissions, not mkdtemp's 0700
     try:
         yield tmp
     except BaseException:
