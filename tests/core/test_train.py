@@ -216,3 +216,18 @@ def test_checkpoints_from_before_the_transforms_list_still_load(tmp_path):
     (tmp_path / "checkpoint.json").write_text(json.dumps({**meta, "transforms": [{"name": "os.system"}]}))
     with pytest.raises(CheckpointError, match="no model_transform named 'os.system' is registered"):
         load_checkpoint(tmp_path)
+
+
+def test_a_diverging_loss_stops_with_a_clear_error_and_keeps_the_checkpoint(tmp_path):
+    import dataclasses
+
+    from frugalnn.errors import ConfigError
+
+    data = load_digits()
+    data = dataclasses.replace(data, x_train=data.x_train[:256], y_train=data.y_train[:256])
+    torch.manual_seed(0)
+    model = build_model("mlp", image_size=8)
+    cfg = TrainConfig(epochs=3, batch_size=64, lr=1e9, momentum=0.9, seed=0)  # certain to blow up
+    with pytest.raises(ConfigError, match="training diverged: the loss became .* lower lr"):
+        train(model, data, cfg, out_dir=tmp_path / "run", progress=False)
+    assert all(torch.isfinite(p).all() for p in model.parameters())  # no step was taken with it

@@ -30,7 +30,7 @@ from frugalnn.core.data import ImageData, flips_valid
 from frugalnn.core.io import atomic_output_dir, atomic_write_json
 from frugalnn.core.measure import accuracy
 from frugalnn.core.models import ModelSpec
-from frugalnn.errors import CheckpointError
+from frugalnn.errors import CheckpointError, ConfigError
 
 
 @dataclass
@@ -274,6 +274,12 @@ def _train_step(run: _Run, epoch: int, step: int, order: torch.Tensor) -> float:
     loss = run.criterion(run.net, xb, yb)
     if run.extra_loss is not None:
         loss = loss + run.extra_loss(run.model)
+    if not torch.isfinite(loss.detach()):  # stop before the step: the weights and checkpoints stay good
+        kept = f"; the last good checkpoint in {run.out} is kept" if run.out is not None else ""
+        raise ConfigError(
+            f"training diverged: the loss became {float(loss.detach())} at epoch {epoch + 1}, step {step + 1} "
+            f"(lr {run.opt.param_groups[0]['lr']:.3g}); lower lr or check the data{kept}"
+        )
     run.opt.zero_grad(set_to_none=True)
     loss.backward()
     run.opt.step()
