@@ -27,7 +27,9 @@ def lut_reference(layer, x, lut, bits):
         acc = lut[xq[:, None, :], wq[None, :, :]].sum(-1).double()
         return acc * s + layer.bias.detach().double()
     p = layer.padding
-    cols = F.unfold(F.pad(xq, (p[1], p[1], p[0], p[0])).double(), layer.kernel_size, stride=layer.stride).long()
+    cols = F.unfold(
+        F.pad(xq, (p[1], p[1], p[0], p[0])).double(), layer.kernel_size, stride=layer.stride
+    ).long()
     wf = wq.reshape(wq.shape[0], -1)
     acc = lut[cols[:, None, :, :], wf[None, :, :, None]].sum(2).double()
     out = acc * s.reshape(1, -1, 1) + layer.bias.detach().double().reshape(1, -1, 1)
@@ -62,7 +64,9 @@ def test_encoded_layers_equal_brute_force_table_sums(enc4):
         h = x
         for m in model:
             if isinstance(m, EncodedLinear | EncodedConv2d):
-                torch.testing.assert_close(m(h).double(), lut_reference(m, h, enc4.lut, 4), atol=1e-5, rtol=1e-5)
+                torch.testing.assert_close(
+                    m(h).double(), lut_reference(m, h, enc4.lut, 4), atol=1e-5, rtol=1e-5
+                )
             h = m(h)
 
 
@@ -104,3 +108,37 @@ def test_apply_on_a_hand_built_model_and_checkpoint_round_trip(enc4, tmp_path):
         frugalnn.apply(build_model(spec), EncodingConfig(bits=8, init="random"), encoder=enc4)
     luts = [m.lut.numpy() for m in loaded.modules() if isinstance(m, EncodedLinear)]
     assert luts and all(np.array_equal(lut, enc4.lut) for lut in luts)
+
+
+def test_trained_position_weights_forward_equals_the_table_and_learns(enc4):
+    from frugalnn.methods.encoding_mac.trained import freeze, make_trainable
+
+    x = torch.randn(3, 2, 6, 6)
+    model = encode(tiny(4), enc4)
+    calibrate(model, x)
+    with torch.no_grad():
+        want = model(x)
+    weights = make_trainable(model, enc4)
+    got = model(x)
+    torch.testing.assert_close(got, want, atol=1e-4, rtol=1e-4)  # delta = 0: the solved table
+    got.square().sum().backward()
+    assert weights.grad is not None and weights.grad.abs().sum() > 0
+    assert [p for p in model.parameters() if p is weights] == [weights]
+    with torch.no_grad():
+        weights.fill_(0.5)
+    trained = freeze(model, enc4, weights)
+    assert trained.weights != enc4.weights and trained.gates == enc4.gates
+    assert all(torch.equal(m.lut, torch.as_tensor(trained.lut)) for m in model.modules() if hasattr(m, "lut"))
+
+
+def test_apply_with_trained_position_weights(enc4):
+    from frugalnn.core.data import load_digits
+    from frugalnn.core.models import ModelSpec, build_model
+
+    data = load_digits()
+    model = build_model(ModelSpec("mlp", data.num_classes, data.in_channels, data.image_size))
+    cfg = EncodingConfig(bits=4, max_steps=3, batch_size=32, finetune_lr=0.05, position_weights="trained")
+    model, rec = frugalnn.apply(model, cfg, data=data, encoder=enc4, progress=False)
+    assert rec["trained_weights"] != enc4.weights and len(rec["trained_weights"]) == len(enc4.weights)
+    assert rec["transform"]["config"]["encoder"]["weights"] == rec["trained_weights"]
+    assert not any(p.dtype == torch.float64 for p in model.parameters())

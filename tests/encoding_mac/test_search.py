@@ -4,8 +4,15 @@ import numpy as np
 import pytest
 
 from frugalnn.errors import CheckpointError, ConfigError, DataError
-from frugalnn.methods.encoding_mac import EncodingConfig, Encoder, exact_encoder, search
-from frugalnn.methods.encoding_mac.cgp import Layout, Problem, fitness, mutate, partial_product_genome, random_genome
+from frugalnn.methods.encoding_mac import Encoder, EncodingConfig, exact_encoder, search
+from frugalnn.methods.encoding_mac.cgp import (
+    Layout,
+    Problem,
+    fitness,
+    mutate,
+    partial_product_genome,
+    random_genome,
+)
 
 OPS = {
     "NAND": lambda a, b: 1 - (a & b),
@@ -25,7 +32,9 @@ def explicit_lut(enc: Encoder) -> np.ndarray:
     lut = np.zeros((n, n), dtype=np.int64)
     for x in range(n):
         for w in range(n):
-            sig = {f"x{k}": (x >> k) & 1 for k in range(enc.bits)} | {f"w{k}": (w >> k) & 1 for k in range(enc.bits)}
+            sig = {f"x{k}": (x >> k) & 1 for k in range(enc.bits)} | {
+                f"w{k}": (w >> k) & 1 for k in range(enc.bits)
+            }
             sig["one"] = 1
             for g in enc.gates:
                 sig[g["id"]] = OPS[g["op"]](sig[g["in"][0]], sig[g["in"][1]])
@@ -74,7 +83,9 @@ def test_fitness_matches_closed_form_ridge_and_incremental_path():
 
 def test_partial_product_seed_is_exact():
     lay = Layout(8, 64, 2, 2, 32)
-    fit, _ = fitness(partial_product_genome(lay, 4, np.random.default_rng(0)), lay, Problem.build(4), 16, 0.01, 0.1)
+    fit, _ = fitness(
+        partial_product_genome(lay, 4, np.random.default_rng(0)), lay, Problem.build(4), 16, 0.01, 0.1
+    )
     assert fit.max_re == 0.0 and fit.area == pytest.approx(16 * 4 / 3)
 
 
@@ -93,7 +104,9 @@ def test_killed_search_resumes_to_the_same_result(tmp_path):
 
 
 def test_state_of_other_settings_is_refused(tmp_path):
-    cfg = EncodingConfig(bits=3, threshold=0.2, kept_bits=7, outputs=16, rows=24, generations=2, init="random")
+    cfg = EncodingConfig(
+        bits=3, threshold=0.2, kept_bits=7, outputs=16, rows=24, generations=2, init="random"
+    )
     search(cfg, tmp_path, progress=False)
     with pytest.raises(CheckpointError, match="other settings"):
         search(EncodingConfig(**{**cfg.__dict__, "seed": 9}), tmp_path, progress=False)
@@ -121,7 +134,12 @@ def test_encoder_file_round_trip_and_bad_files(enc4, tmp_path):
 
 @pytest.mark.parametrize(
     ("field", "value", "match"),
-    [("bits", 1, "bits"), ("bits", 9, "bits"), ("threshold", 0.0, "threshold"), ("threshold", 1.0, "threshold")],
+    [
+        ("bits", 1, "bits"),
+        ("bits", 9, "bits"),
+        ("threshold", 0.0, "threshold"),
+        ("threshold", 1.0, "threshold"),
+    ],
 )
 def test_bad_config(field, value, match):
     from frugalnn.core.config import FieldError

@@ -18,7 +18,9 @@ APPLY_ONLY = ("position_weights", "finetune_epochs", "finetune_lr", "max_steps",
 def register(sub: argparse._SubParsersAction) -> None:
     from frugalnn.methods.encoding_mac.config import EncodingConfig
 
-    p = sub.add_parser("encoding", help="EncodingNet: search logic encoders that replace multipliers, apply them")
+    p = sub.add_parser(
+        "encoding", help="EncodingNet: search logic encoders that replace multipliers, apply them"
+    )
     esub = p.add_subparsers(dest="encoding_command", metavar="ENCODING_COMMAND")
     p.set_defaults(func=lambda args: (p.print_help(), 2)[1])
 
@@ -31,7 +33,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     s.add_argument("--preset", choices=sorted(EncodingConfig.PRESETS), help="start from a named recipe")
     add_config_options(s, EncodingConfig, only=SEARCH_ONLY)
-    s.add_argument("--out", required=True, help="output folder (encoder.json, search.json, search_state.json)")
+    s.add_argument(
+        "--out", required=True, help="output folder (encoder.json, search.json, search_state.json)"
+    )
     s.add_argument("--no-progress", action="store_true")
     s.set_defaults(func=_search)
 
@@ -65,7 +69,8 @@ def _search(args: argparse.Namespace) -> int:
         return 1
     encoder.save(args.out)
     atomic_write_json(
-        Path(args.out) / "search.json", make_record("encoding-search", config=cfg.to_dict(), seed=cfg.seed, data=None, results=rec)
+        Path(args.out) / "search.json",
+        make_record("encoding-search", config=cfg.to_dict(), seed=cfg.seed, data=None, results=rec),
     )
     print(
         f"{cfg.bits}-bit encoder: maxRE {encoder.max_re:.4%} (threshold {cfg.threshold:.2%}), area {encoder.area:.2f}, "
@@ -92,7 +97,9 @@ def _apply(args: argparse.Namespace) -> int:
         raise ConfigError(f"output folder {args.out} already exists; choose another --out or remove it")
     model, spec, meta = load_model(args.model)
     if meta.get("transforms"):
-        raise CheckpointError(f"{args.model} is already transformed ({meta['transforms']}); start from a plain model")
+        raise CheckpointError(
+            f"{args.model} is already transformed ({meta['transforms']}); start from a plain model"
+        )
     data = load_image_data(args.data, args.data_root, seed=0)
     if (data.in_channels, data.num_classes) != (spec.in_channels, spec.num_classes):
         raise CheckpointError(

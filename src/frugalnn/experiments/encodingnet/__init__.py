@@ -14,7 +14,9 @@ from typing import Any
 from frugalnn.experiments import register
 
 
-@register("encodingnet", "EncodingNet: encoded MACs vs multipliers (accuracy, area, energy) on Fashion-MNIST", 60)
+@register(
+    "encodingnet", "EncodingNet: encoded MACs vs multipliers (accuracy, area, energy) on Fashion-MNIST", 60
+)
 def run(out_dir: Path, quick: bool, seed: int, **options: Any) -> list[dict[str, Any]]:
     from frugalnn.experiments.encodingnet.protocol import run_protocol
 

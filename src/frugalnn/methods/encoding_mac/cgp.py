@@ -87,7 +87,9 @@ class Problem:
         hi = np.floor_divide(prod, 128)
         split = np.stack([hi, prod - 128 * hi], axis=1).astype(np.float32)
         ones = pack_bits(np.ones(codes.size, dtype=np.uint8))
-        return cls(bits, np.stack(rows), prod.astype(np.float64), codes.size, ones, planes, plane_weights, split)
+        return cls(
+            bits, np.stack(rows), prod.astype(np.float64), codes.size, ones, planes, plane_weights, split
+        )
 
 
 @dataclass
@@ -166,8 +168,10 @@ def partial_product_genome(layout: Layout, bits: int, rng: np.random.Generator) 
     for k, node in enumerate(wires):
         g.func[node], g.in0[node], g.in1[node] = WIRE, k, k
     products = [slots[k] for k in range(len(pp))]
-    g.out[:] = [layout.n_in + (products[k] if k < len(pp) else wires[(k - len(pp)) % len(wires)])
-                for k in range(layout.outputs)]
+    g.out[:] = [
+        layout.n_in + (products[k] if k < len(pp) else wires[(k - len(pp)) % len(wires)])
+        for k in range(layout.outputs)
+    ]
     return g
 
 

@@ -65,7 +65,9 @@ class EncodingConfig(MethodConfig):
     tournament: int = option(2, "tournament size when picking a parent to mutate", low=1, high=1000)
     generations: int = option(200, "generations of (mu + lambda) evolution", low=0, high=10**7)
     mutation_start: float = option(0.05, "per-gene mutation probability at generation 0", low=0.0, high=1.0)
-    mutation_end: float = option(0.01, "per-gene mutation probability at the last generation", low=0.0, high=1.0)
+    mutation_end: float = option(
+        0.01, "per-gene mutation probability at the last generation", low=0.0, high=1.0
+    )
     ridge: float = option(0.1, "ridge regularisation of the position-weight solve", low=0.0)
     init: str = option(
         "partial-products", "initial population: random genomes or the exact partial-product encoder",
@@ -81,19 +83,29 @@ class EncodingConfig(MethodConfig):
     finetune_lr: float = option(1e-4, "fine-tuning learning rate (Adam; paper: 1e-4)", low=0.0, low_open=True)
     max_steps: int = option(0, "cap on fine-tuning steps (0: no cap)", low=0)
     batch_size: int = option(128, "fine-tuning batch size", low=1)
-    weight_bits_hw: int = option(15, "bits of the rounded position weights in the hardware decoder", low=2, high=32)
-    column: int = option(16, "PEs per column sharing the bit-wise accumulators and the decoder", low=1, high=256)
+    weight_bits_hw: int = option(
+        15, "bits of the rounded position weights in the hardware decoder", low=2, high=32
+    )
+    column: int = option(
+        16, "PEs per column sharing the bit-wise accumulators and the decoder", low=1, high=256
+    )
     psum_bits: int = option(22, "partial-sum (accumulator) width of both MAC columns", low=4, high=48)
 
     def check(self) -> None:
         if self.kept_bits > self.outputs + 1:
-            raise FieldError("kept_bits", f"must be at most outputs + 1 ({self.outputs + 1}), got {self.kept_bits}")
+            raise FieldError(
+                "kept_bits", f"must be at most outputs + 1 ({self.outputs + 1}), got {self.kept_bits}"
+            )
         if self.levels_back > self.columns:
-            raise FieldError("levels_back", f"must be at most columns ({self.columns}), got {self.levels_back}")
+            raise FieldError(
+                "levels_back", f"must be at most columns ({self.columns}), got {self.levels_back}"
+            )
         if self.tournament > self.parents:
             raise FieldError("tournament", f"must be at most parents ({self.parents}), got {self.tournament}")
         if self.psum_bits < 2 * self.bits:
-            raise FieldError("psum_bits", f"must be at least 2 * bits ({2 * self.bits}), got {self.psum_bits}")
+            raise FieldError(
+                "psum_bits", f"must be at least 2 * bits ({2 * self.bits}), got {self.psum_bits}"
+            )
         if self.init == "partial-products":
             need = self.bits * self.bits + 2 * self.bits
             if self.rows * self.columns < need or self.outputs < self.bits * self.bits:

@@ -21,6 +21,7 @@ from frugalnn.errors import ConfigError, UnsupportedModelError
 from frugalnn.methods.encoding_mac.config import EncodingConfig
 from frugalnn.methods.encoding_mac.encoder import Encoder
 from frugalnn.methods.encoding_mac.layers import EncodedConv2d, EncodedLinear, encoded_layers
+from frugalnn.methods.encoding_mac.trained import freeze, make_trainable
 
 TRANSFORM = "encodingnet"
 
@@ -31,12 +32,16 @@ def encode(model: nn.Module, encoder: Encoder) -> nn.Module:
     for name, child in list(model.named_children()):
         if isinstance(child, EncodedLinear | EncodedConv2d):
             new: nn.Module = (
-                EncodedLinear(child.in_features, child.out_features, child.bias is not None, lut, encoder.bits)
+                EncodedLinear(
+                    child.in_features, child.out_features, child.bias is not None, lut, encoder.bits
+                )
                 if isinstance(child, EncodedLinear)
                 else EncodedConv2d(child, lut, encoder.bits)
             )
         elif isinstance(child, nn.Linear):
-            new = EncodedLinear(child.in_features, child.out_features, child.bias is not None, lut, encoder.bits)
+            new = EncodedLinear(
+                child.in_features, child.out_features, child.bias is not None, lut, encoder.bits
+            )
         elif isinstance(child, nn.Conv2d):
             if child.padding_mode != "zeros" or isinstance(child.padding, str):
                 raise UnsupportedModelError(
@@ -66,7 +71,9 @@ def transform_entry(encoder: Encoder, cfg: EncodingConfig) -> dict[str, Any]:
     return {"name": TRANSFORM, "config": {"method": cfg.to_dict(), "encoder": encoder.to_json()}}
 
 
-def finetune(model: nn.Module, data: ImageData, cfg: EncodingConfig, out_dir: Path | None, progress: bool) -> dict:
+def finetune(
+    model: nn.Module, data: ImageData, cfg: EncodingConfig, out_dir: Path | None, progress: bool
+) -> dict:
     steps_per_epoch = len(data.x_train) // cfg.batch_size
     steps = int(round(cfg.finetune_epochs * steps_per_epoch))
     if cfg.max_steps:
@@ -79,7 +86,11 @@ def finetune(model: nn.Module, data: ImageData, cfg: EncodingConfig, out_dir: Pa
         schedule="cosine", seed=cfg.seed, max_steps_per_epoch=-(-steps // epochs),
     )  # fmt: skip
     res = train(model, data, tc, out_dir=out_dir, progress=progress, evaluate_test=False)
-    return {"steps": epochs * tc.max_steps_per_epoch, "seconds": res.seconds, "val_accuracy": res.val_accuracy}
+    return {
+        "steps": epochs * tc.max_steps_per_epoch,
+        "seconds": res.seconds,
+        "val_accuracy": res.val_accuracy,
+    }
 
 
 def encodingnet(
@@ -105,20 +116,29 @@ def encodingnet(
         encoder, rec = search(config, Path(work_dir) / "search" if work_dir else None, progress)
         record["search"] = {k: v for k, v in rec.items() if k != "history"}
     elif encoder.bits != config.bits:
-        raise ConfigError(f"encoder is for {encoder.bits}-bit codes but config bits is {config.bits}; match them")
-    if config.position_weights == "trained":
-        raise ConfigError("position_weights 'trained' is not implemented yet; use 'solved'")
+        raise ConfigError(
+            f"encoder is for {encoder.bits}-bit codes but config bits is {config.bits}; match them"
+        )
     encode(model, encoder)
     if not encoded_layers(model):
         raise UnsupportedModelError("the model has no Linear or Conv2d layer to encode")
     record.update(encoder_max_re=encoder.max_re, encoder_area=encoder.area, kept_bits=len(encoder.kept))
-    record["error_rank"] = {n: int(m.err_u.shape[1]) for n, m in model.named_modules() if m in encoded_layers(model)}
+    record["error_rank"] = {
+        n: int(m.err_u.shape[1]) for n, m in model.named_modules() if m in encoded_layers(model)
+    }
     if data is not None:
         calibrate(model, data.x_train[:calib_images])
         x_t, y_t = data.x_test[:eval_images], data.y_test[:eval_images]
         record["acc_before_finetune"] = accuracy(model, x_t, y_t, batch_size=128)
         ft_dir = Path(work_dir) / "finetune" if work_dir else None
-        record["finetune"] = finetune(model, data, config, ft_dir, progress)
+        if config.position_weights == "trained":
+            weights = make_trainable(model, encoder)
+            record["finetune"] = finetune(model, data, config, ft_dir, progress)
+            record["solved_max_re"] = encoder.max_re
+            encoder = freeze(model, encoder, weights)
+            record.update(encoder_max_re=encoder.max_re, trained_weights=encoder.weights)
+        else:
+            record["finetune"] = finetune(model, data, config, ft_dir, progress)
         record["acc"] = accuracy(model, x_t, y_t, batch_size=128)
     model.eval()
     record["transform"] = transform_entry(encoder, config)

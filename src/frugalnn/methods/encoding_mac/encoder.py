@@ -20,8 +20,8 @@ import numpy as np
 
 from frugalnn.core.io import atomic_write_json
 from frugalnn.errors import ConfigError, DataError
-from frugalnn.methods.encoding_mac.cgp import AREAS, GATES, TWO_INPUT, Problem, gate_op, signed_codes
 from frugalnn.hw.netlist import unpack_bits
+from frugalnn.methods.encoding_mac.cgp import AREAS, GATES, TWO_INPUT, Problem, gate_op, signed_codes
 
 FORMAT = "frugalnn-encoder/1"
 
@@ -128,7 +128,9 @@ class Encoder:
     @classmethod
     def from_json(cls, data: Any, source: str = "encoder") -> Encoder:
         if not isinstance(data, dict) or data.get("format") != FORMAT:
-            raise DataError(f"{source} is not a frugalnn encoder (format {FORMAT}); write one with `frugalnn encoding search`")
+            raise DataError(
+                f"{source} is not a frugalnn encoder (format {FORMAT}); write one with `frugalnn encoding search`"
+            )
         try:
             enc = cls(data["bits"], data["gates"], data["kept"], data["weights"], data.get("meta", {}))
         except KeyError as err:

@@ -67,20 +67,29 @@ def encoder_verilog(enc: Encoder, top: str = "encoder") -> str:
 
 
 def _ports(bits: int, n: int, psum_bits: int) -> str:
-    ins = [f"  input [{bits - 1}:0] a{i}," for i in range(n)] + [f"  input [{bits - 1}:0] w{i}," for i in range(n)]
-    return "\n".join(ins + [f"  input signed [{psum_bits - 1}:0] p,", f"  output signed [{psum_bits - 1}:0] y"])
+    ins = [f"  input [{bits - 1}:0] a{i}," for i in range(n)] + [
+        f"  input [{bits - 1}:0] w{i}," for i in range(n)
+    ]
+    return "\n".join(
+        ins + [f"  input signed [{psum_bits - 1}:0] p,", f"  output signed [{psum_bits - 1}:0] y"]
+    )
 
 
 def mac_verilog(bits: int, psum_bits: int, top: str = "mac_pe") -> str:
     """The conventional PE's datapath: y = p + a * w (signed B x B multiplier, P-bit adder)."""
-    return "\n".join([
-        "`default_nettype none",
-        f"module {top} (input [{bits - 1}:0] a, input [{bits - 1}:0] w, input signed [{psum_bits - 1}:0] p,",
-        f"  output signed [{psum_bits - 1}:0] y);",
-        f"  wire signed [{2 * bits - 1}:0] m = $signed(a) * $signed(w);",
-        "  assign y = p + m;",
-        "endmodule",
-    ]) + "\n"
+    return (
+        "\n".join(
+            [
+                "`default_nettype none",
+                f"module {top} (input [{bits - 1}:0] a, input [{bits - 1}:0] w, input signed [{psum_bits - 1}:0] p,",
+                f"  output signed [{psum_bits - 1}:0] y);",
+                f"  wire signed [{2 * bits - 1}:0] m = $signed(a) * $signed(w);",
+                "  assign y = p + m;",
+                "endmodule",
+            ]
+        )
+        + "\n"
+    )
 
 
 def counter_bits(n: int) -> int:
@@ -95,7 +104,9 @@ def counted(enc: Encoder) -> list[int]:
 def accumulate_verilog(enc: Encoder, n: int, top: str = "enc_acc") -> str:
     """Stage 1 of the encoded column: N encoders and one bit-wise counter per kept bit."""
     cw = counter_bits(n)
-    ports = [f"  input [{enc.bits - 1}:0] a{i}," for i in range(n)] + [f"  input [{enc.bits - 1}:0] w{i}," for i in range(n)]
+    ports = [f"  input [{enc.bits - 1}:0] a{i}," for i in range(n)] + [
+        f"  input [{enc.bits - 1}:0] w{i}," for i in range(n)
+    ]
     ks = counted(enc)
     ports += [f"  output [{cw - 1}:0] c{k}" + ("," if j < len(ks) - 1 else "") for j, k in enumerate(ks)]
     lines = ["`default_nettype none", f"module {top} (", *ports, ");"]
@@ -117,9 +128,13 @@ def decoder_verilog(enc: Encoder, n: int, psum_bits: int, weight_bits: int, top:
     const = sum(n * hw[k] for k, r in enumerate(enc.kept) if r == "one")
     terms = []
     for k in ks:
-        lines.append(f"  wire signed [{pb - 1}:0] t{k} = $signed({{{pb - cw}'d0, c{k}}}) * {pb}'sd{abs(hw[k])};")
+        lines.append(
+            f"  wire signed [{pb - 1}:0] t{k} = $signed({{{pb - cw}'d0, c{k}}}) * {pb}'sd{abs(hw[k])};"
+        )
         terms.append(f"{'-' if hw[k] < 0 else '+'} t{k}")
-    lines.append(f"  wire signed [{pb - 1}:0] dec = {'-' if const < 0 else ''}{pb}'sd{abs(const)} {' '.join(terms)};")
+    lines.append(
+        f"  wire signed [{pb - 1}:0] dec = {'-' if const < 0 else ''}{pb}'sd{abs(const)} {' '.join(terms)};"
+    )
     lines.append(f"  assign y = p + (dec <<< {shift});" if shift else "  assign y = p + dec;")
     return "\n".join(lines) + "\nendmodule\n"
 
@@ -131,7 +146,9 @@ def register_verilog(width: int, top: str = "pipe_reg") -> str:
     )
 
 
-def column_reference(lut: np.ndarray, a: np.ndarray, w: np.ndarray, p: np.ndarray, psum_bits: int) -> np.ndarray:
+def column_reference(
+    lut: np.ndarray, a: np.ndarray, w: np.ndarray, p: np.ndarray, psum_bits: int
+) -> np.ndarray:
     """y = p + sum_i lut[a_i, w_i] (codes (T, N)), wrapped to P signed bits."""
     bits = int(round(math.log2(lut.shape[0])))
     mask = (1 << bits) - 1
@@ -186,7 +203,10 @@ def compare_columns(
     acc = synthesize(accumulate_verilog(enc, n), "enc_acc")
     dec = synthesize(decoder_verilog(enc, n, psum_bits, weight_bits), "enc_dec")
     # multiplier PEs: PE i sees its own weight and the running partial sum from the PEs above
-    va, vw = signed_codes(enc.bits)[a & ((1 << enc.bits) - 1)], signed_codes(enc.bits)[w & ((1 << enc.bits) - 1)]
+    va, vw = (
+        signed_codes(enc.bits)[a & ((1 << enc.bits) - 1)],
+        signed_codes(enc.bits)[w & ((1 << enc.bits) - 1)],
+    )
     p_in = _wrap(p[:, None] + np.cumsum(va * vw, axis=1) - va * vw, psum_bits)
     mac_stream = {"a": a.T.ravel(), "w": w.T.ravel(), "p": p_in.T.ravel()}
     y_mac = _wrap(_simulate(mac, mac_stream)["y"], psum_bits)
@@ -202,7 +222,10 @@ def compare_columns(
     y_dec = _wrap(_simulate(dec, dec_stream)["y"], psum_bits)
     if not np.array_equal(y_dec, column_reference(hardware_lut(enc, weight_bits), a, w, p, psum_bits)):
         raise DataError("enc_dec: the encoded column disagrees with p + sum LUT[a, w]; report this as a bug")
-    crit = {name: electrical(m.netlist).critical_path_ns() for name, m in (("mac", mac), ("acc", acc), ("dec", dec))}
+    crit = {
+        name: electrical(m.netlist).critical_path_ns()
+        for name, m in (("mac", mac), ("acc", acc), ("dec", dec))
+    }
     clock = clock_ns or math.ceil(max(crit.values()) * 2) / 2
     reg_p = synthesize(register_verilog(psum_bits, "reg_p"), "reg_p")
     reg_c = synthesize(register_verilog(cw * len(ks), "reg_c"), "reg_c")

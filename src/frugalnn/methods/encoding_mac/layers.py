@@ -46,7 +46,9 @@ class _EncodedMixin:
         self.register_buffer("err_u", u)  # type: ignore[attr-defined]
         self.register_buffer("err_v", v)  # type: ignore[attr-defined]
 
-    def _codes(self, x_fq: torch.Tensor, w_fq: torch.Tensor, s_w: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def _codes(
+        self, x_fq: torch.Tensor, w_fq: torch.Tensor, s_w: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """Table indices (two's-complement codes 0 .. 2^B - 1) of the fake-quantised tensors."""
         mask = (1 << self.bits) - 1
         x_c = torch.round(x_fq.detach() / self.act_scale).to(torch.int64) & mask  # type: ignore[attr-defined]

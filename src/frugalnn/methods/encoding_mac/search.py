@@ -126,11 +126,15 @@ def search(
         gen, history, evaluations, seconds0 = 0, [], len(parents), 0.0
     else:
         rng.bit_generator.state = state["rng"]
-        parents = [_evaluate(cfg, layout, problem, Genome.from_dna(d, layout), None) for d in state["parents"]]
+        parents = [
+            _evaluate(cfg, layout, problem, Genome.from_dna(d, layout), None) for d in state["parents"]
+        ]
         gen, history = state["generation"], state["history"]
         evaluations, seconds0 = state["evaluations"], state["seconds"]
     parents.sort(key=lambda p: -p.fit.fitness)
-    bar = tqdm(total=cfg.generations, initial=gen, desc=f"CGP {cfg.bits}-bit", disable=not progress, leave=False)
+    bar = tqdm(
+        total=cfg.generations, initial=gen, desc=f"CGP {cfg.bits}-bit", disable=not progress, leave=False
+    )
     done_here = 0
     while gen < cfg.generations:
         if _stop_after is not None and done_here >= _stop_after:
@@ -151,7 +155,13 @@ def search(
         gen += 1
         done_here += 1
         history.append(
-            {"generation": gen, "fitness": best.fitness, "area": best.area, "max_re": best.max_re, "rate": rate}
+            {
+                "generation": gen,
+                "fitness": best.fitness,
+                "area": best.area,
+                "max_re": best.max_re,
+                "rate": rate,
+            }
         )
         bar.update(1)
         bar.set_postfix(area=f"{best.area:.1f}", max_re=f"{best.max_re:.4f}")
