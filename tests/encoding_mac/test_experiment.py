@@ -7,9 +7,9 @@ def test_quick_experiment_end_to_end_small(tmp_path):
     """The --quick protocol with a still smaller sweep: one threshold, few images, short stream."""
     head = run(
         tmp_path, True, 0,
-        sweep=((0.2, 12),), main=0.2, vectors=128,
+        sweep=((0.2, 12, 5),), main=0.2, vectors=128,
         finetune={"lenet5": {"finetune_epochs": 1.0, "max_steps": 2, "eval_images": 200}},
-        search={"outputs": 32, "rows": 64, "generations": 5, "mutation_start": 0.05, "mutation_end": 0.01},
+        search={"outputs": 32, "rows": 64, "mutation_start": 0.05, "mutation_end": 0.01},
     )  # fmt: skip
     rec = json.loads((tmp_path / "encodingnet_quick.json").read_text())
     row = rec["results"]["rows"][0]

@@ -19,13 +19,13 @@ from frugalnn.methods.encoding_mac import EncodingConfig, encoded_layers, encodi
 from frugalnn.methods.encoding_mac.hardware import compare_columns
 
 QUICK = {
-    "bits": 4, "sweep": ((0.01, 16), (0.1, 14)), "main": 0.01, "models": ("lenet5",),
-    "search": {"outputs": 32, "rows": 64, "generations": 60, "mutation_start": 0.05, "mutation_end": 0.01, "psum_bits": 12},
+    "bits": 4, "sweep": ((0.01, 16, 60), (0.1, 14, 60)), "main": 0.01, "models": ("lenet5",),
+    "search": {"outputs": 32, "rows": 64, "mutation_start": 0.05, "mutation_end": 0.01, "psum_bits": 12},
     "finetune": {"lenet5": {"finetune_epochs": 1.0, "max_steps": 20, "eval_images": 1000}},
     "pes": 4, "vectors": 512,
 }  # fmt: skip
 FULL = {
-    "bits": 8, "sweep": ((0.005, 52), (0.01, 48), (0.02, 44), (0.05, 36)), "main": 0.02,
+    "bits": 8, "sweep": ((0.02, 44, 600), (0.05, 36, 300), (0.01, 48, 300), (0.005, 52, 300)), "main": 0.02,
     "models": ("lenet5", "resnet20"), "main_only": ("resnet20",), "search": {"preset": "ours"},
     "finetune": {
         "lenet5": {"finetune_epochs": 1.0, "max_steps": 0, "eval_images": None},
@@ -39,10 +39,11 @@ ROW_KEYS = (
 )  # fmt: skip
 
 
-def search_config(settings: dict, threshold: float, kept: int, seed: int) -> EncodingConfig:
+def search_config(settings: dict, threshold: float, kept: int, generations: int, seed: int) -> EncodingConfig:
     s = dict(settings["search"])
     preset = s.pop("preset", None)
-    fields = {"bits": settings["bits"], "threshold": threshold, "kept_bits": kept, "seed": seed, **s}
+    fields = {"bits": settings["bits"], "threshold": threshold, "kept_bits": kept, "generations": generations}
+    fields |= {"seed": seed, **s}
     return (EncodingConfig.preset(preset, **fields) if preset else EncodingConfig(**fields)).validate()
 
 
@@ -146,8 +147,8 @@ def run_protocol(out_dir: Path, quick: bool, seed: int, **options: Any) -> list[
         _, rec = _apply(name, exact_encoder(bits), settings, data, seed)
         exact_acc[name] = rec["acc"]
         print(f"  {name} exact {bits}-bit: acc {rec['acc']:.4f}", flush=True)
-    for threshold, kept in settings["sweep"]:
-        cfg = search_config(settings, threshold, kept, seed)
+    for threshold, kept, generations in settings["sweep"]:
+        cfg = search_config(settings, threshold, kept, generations, seed)
         t0 = time.perf_counter()
         enc, srec = search(cfg, out_dir / f"search{bits}" / f"th{threshold}", progress=not quick)
         enc.save(out_dir / f"search{bits}" / f"th{threshold}")
