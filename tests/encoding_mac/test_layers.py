@@ -142,3 +142,17 @@ def test_apply_with_trained_position_weights(enc4):
     assert rec["trained_weights"] != enc4.weights and len(rec["trained_weights"]) == len(enc4.weights)
     assert rec["transform"]["config"]["encoder"]["weights"] == rec["trained_weights"]
     assert not any(p.dtype == torch.float64 for p in model.parameters())
+
+
+def test_integer_sum_falls_back_to_float64_when_float32_drifts():
+    from frugalnn.methods.encoding_mac.layers import integer_sum
+
+    big = torch.tensor([[2.0**25 + 1.0]], dtype=torch.float64)  # not representable in float32
+    calls = []
+
+    def fn(u, v):
+        calls.append(u.dtype)
+        return u @ v.T + 0.5 * (u.dtype == torch.float32)
+
+    out = integer_sum(fn, big, torch.ones(1, 1, dtype=torch.float64))
+    assert calls == [torch.float32, torch.float64] and out.item() == 2.0**25 + 1.0

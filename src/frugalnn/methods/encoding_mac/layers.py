@@ -5,8 +5,8 @@
 computed as the exact quantised layer plus the table's error E = LUT - x w^T, without a loop over
 elements: E (2^B x 2^B) is factorised exactly, E = U V^T (SVD, rank r: an encoder of two-level gates
 gives a small r), so sum_i E[x_i, w_i] = sum_i sum_j U[x_i, j] V[w_i, j] is one matmul (Linear) or one
-convolution over r-times-wider channels (Conv2d) on gathered rows of U and V, in float64 and rounded
-to the integer it is. The error term carries no gradient, so the backward pass is the exact-product
+convolution over r-times-wider channels (Conv2d) on gathered rows of U and V, rounded to the integer
+it is (float32, redone in float64 if any result strays more than 0.1 from an integer). The error term carries no gradient, so the backward pass is the exact-product
 (straight-through) gradient of the fake-quantised layer, as in the paper's custom autograd function.
 """
 
@@ -31,6 +31,15 @@ def error_factors(lut: np.ndarray, bits: int) -> tuple[torch.Tensor, torch.Tenso
     u, s, vt = np.linalg.svd(err)
     r = int((s > s[0] * 1e-10).sum())
     return torch.from_numpy(u[:, :r] * s[:r]).contiguous(), torch.from_numpy(vt[:r].T.copy()).contiguous()
+
+
+def integer_sum(fn, u: torch.Tensor, v: torch.Tensor) -> torch.Tensor:  # noqa: ANN001
+    """``fn(u, v)`` (a sum of products that is an integer) in float32, rounded; redone in float64
+    when any float32 result lies more than 0.1 from an integer (its round-off grew too large)."""
+    out = fn(u.float(), v.float())
+    if out.numel() and (out - torch.round(out)).abs().max() > 0.1:
+        out = fn(u, v)
+    return torch.round(out).to(torch.float64)
 
 
 class _EncodedMixin:
@@ -63,10 +72,13 @@ class EncodedLinear(QuantLinear, _EncodedMixin):
 
     def table_sum(self, x_c: torch.Tensor, w_c: torch.Tensor) -> torch.Tensor:
         """sum_i E[x_i, w_i] for code tensors (N, in), (out, in) -> (N, out), exact integers in float64."""
-        r = self.err_u.shape[1]
-        ux = self.err_u[x_c].reshape(x_c.shape[0], -1)
-        vw = self.err_v[w_c].reshape(w_c.shape[0], -1)
-        return torch.round(ux @ vw.T) if r else ux.new_zeros(x_c.shape[0], w_c.shape[0])
+        if self.err_u.shape[1] == 0:
+            return torch.zeros(x_c.shape[0], w_c.shape[0], dtype=torch.float64)
+
+        def fn(u: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+            return u[x_c].reshape(x_c.shape[0], -1) @ v[w_c].reshape(w_c.shape[0], -1).T
+
+        return integer_sum(fn, self.err_u, self.err_v)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x_fq = self.quant_input(x)
@@ -98,10 +110,14 @@ class EncodedConv2d(QuantConv2d, _EncodedMixin):
         ph, pw = self.padding  # type: ignore[misc]
         x_c = F.pad(x_c, (pw, pw, ph, ph))  # padded zeros enter the MAC as code 0: LUT[0, w]
         n, c, h, w = x_c.shape
-        ux = self.err_u[x_c].permute(0, 1, 4, 2, 3).reshape(n, c * r, h, w)
         o, cg, kh, kw = w_c.shape
-        vw = self.err_v[w_c].permute(0, 1, 4, 2, 3).reshape(o, cg * r, kh, kw)
-        return torch.round(F.conv2d(ux, vw, None, self.stride, 0, self.dilation, self.groups))
+
+        def fn(u: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+            ux = u[x_c].permute(0, 1, 4, 2, 3).reshape(n, c * r, h, w)
+            vw = v[w_c].permute(0, 1, 4, 2, 3).reshape(o, cg * r, kh, kw)
+            return F.conv2d(ux, vw, None, self.stride, 0, self.dilation, self.groups)
+
+        return integer_sum(fn, self.err_u, self.err_v)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x_fq = self.quant_input(x)
