@@ -147,12 +147,12 @@ def test_apply_with_trained_position_weights(enc4):
 def test_integer_sum_falls_back_to_float64_when_float32_drifts():
     from frugalnn.methods.encoding_mac.layers import integer_sum
 
-    big = torch.tensor([[2.0**25 + 1.0]], dtype=torch.float64)  # not representable in float32
+    three = torch.tensor([[3.0]], dtype=torch.float64)
     calls = []
 
     def fn(u, v):
         calls.append(u.dtype)
-        return u @ v.T + 0.5 * (u.dtype == torch.float32)
+        return u @ v.T + 0.4 * (u.dtype == torch.float32)  # a float32 result far from an integer
 
-    out = integer_sum(fn, big, torch.ones(1, 1, dtype=torch.float64))
-    assert calls == [torch.float32, torch.float64] and out.item() == 2.0**25 + 1.0
+    out = integer_sum(fn, three, torch.ones(1, 1, dtype=torch.float64))
+    assert calls == [torch.float32, torch.float64] and out.item() == 3.0
