@@ -29,7 +29,7 @@ FULL = {
     "models": ("lenet5", "resnet20"), "main_only": ("resnet20",), "search": {"preset": "ours"},
     "finetune": {
         "lenet5": {"finetune_epochs": 1.0, "max_steps": 0, "eval_images": None},
-        "resnet20": {"finetune_epochs": 1.0, "max_steps": 100, "eval_images": 2000},
+        "resnet20": {"finetune_epochs": 1.0, "max_steps": 40, "eval_images": 2000},
     },
     "pes": 16, "vectors": 1024,
 }  # fmt: skip
