@@ -178,6 +178,7 @@ def run_protocol(out_dir: Path, quick: bool, seed: int, **options: Any) -> list[
             print(f"    {name}: acc {rec['acc']:.4f} (exact {exact_acc[name]:.4f}), area -{hw['area_saving']:.1%}, "
                   f"energy -{hw['energy_saving']:.1%}", flush=True)  # fmt: skip
         searches[threshold]["hardware"] = hw
+        _report(out_dir, tag, rows, searches, settings, seed, data.identity)  # partial results survive a kill
     return _report(out_dir, tag, rows, searches, settings, seed, data.identity)
 
 
