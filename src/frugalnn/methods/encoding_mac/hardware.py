@@ -253,6 +253,14 @@ def compare_columns(
         e_acc.energy_pj_per_op + e_rc.energy_pj_per_op + e_dec.energy_pj_per_op + e_rp_dec.energy_pj_per_op
     ) / n
     out["cells"] = {"mac_pe": mac.n_cells, "enc_acc": acc.n_cells, "enc_dec": dec.n_cells}
+    out["energy_breakdown_pj_per_mac"] = {
+        "mac_pe": pj(e_mac), "mac_register": pj(e_rp_mac), "encoders_and_counters": pj(e_acc) / n,
+        "counter_registers": pj(e_rc) / n, "decoder": pj(e_dec) / n, "decoder_register": pj(e_rp_dec) / n,
+    }  # fmt: skip
+    out["area_breakdown_per_mac"] = {
+        "mac_pe": mac.area, "mac_register": reg_p.area, "encoders_and_counters": acc.area / n,
+        "counter_registers": reg_c.area / n, "decoder": dec.area / n, "decoder_register": reg_p.area / n,
+    }  # fmt: skip
     out["critical_path_ns"] = crit
     out["area_saving"] = 1 - out["area_encoded"] / out["area_multiplier"]
     out["energy_saving"] = 1 - out["energy_encoded_pj"] / out["energy_multiplier_pj"]
