@@ -21,7 +21,7 @@ import numpy as np
 from frugalnn.core.io import atomic_write_json
 from frugalnn.errors import ConfigError, DataError
 from frugalnn.hw.netlist import unpack_bits
-from frugalnn.methods.encoding_mac.cgp import AREAS, GATES, TWO_INPUT, Problem, gate_op, signed_codes
+from frugalnn.methods.encoding_mac.cgp import AREAS, GATES, TWO_INPUT, gate_op, signed_codes
 
 FORMAT = "frugalnn-encoder/1"
 
@@ -200,7 +200,3 @@ def from_genome(genome, layout, fit, bits: int, meta: dict[str, Any]) -> Encoder
     kept = ["one" if k == layout.outputs else ref(int(genome.out[k])) for k in fit.kept]
     weights = [int(round(w)) for w in fit.weights]
     return Encoder(bits, gates, kept, weights, meta)
-
-
-def problem_pairs(bits: int) -> Problem:
-    return Problem.build(bits)
