@@ -598,18 +598,18 @@ def monte_carlo_accuracy(
         raise ConfigError(f"batch_size={batch_size}, chips_per_pass={chips_per_pass} must be >= 1")
     if config is not None:
         model = convert_to_analog(model, config)
-    elif not analog_modules(model):
+    if not analog_modules(model):
         raise UnsupportedModelError(
-            "model has no analog layers; pass config= or call convert_to_analog first"
+            "model has no analog layers (no Linear/Conv2d to map); pass config= or call convert_to_analog first"
         )
     gen = generator if generator is not None else torch.Generator().manual_seed(0)
     per_draw: list[float] = []
     if chips_per_pass == 1 and device is None:
-        from frugalnn.core.measure import accuracy
+        from frugalnn.core.measure import predict
 
         for _ in tqdm(range(draws), desc="monte-carlo chips", disable=not progress):
             program(model, gen)
-            per_draw.append(accuracy(model, x, y, batch_size))
+            per_draw.append(int((predict(model, x, batch_size).argmax(1) == y).sum()) / len(x))
         return accuracy_stats(per_draw)
     dev = torch.device(device) if device is not None else next(model.parameters()).device
     if dev != next(model.parameters()).device:

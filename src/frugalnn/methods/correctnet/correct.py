@@ -29,7 +29,6 @@ from frugalnn.methods.correctnet.compensation import (
     mappable_layers,
     overhead,
     set_enabled,
-    strip_compensation,
 )
 from frugalnn.methods.correctnet.config import CorrectNetConfig
 from frugalnn.methods.correctnet.lipschitz import lipschitz_finetune
@@ -164,6 +163,13 @@ def correct(
     return model, record
 
 
-def bare_network(model: nn.Module) -> nn.Module:
-    """The network without its compensation modules."""
-    return strip_compensation(model)
+def search_placement(
+    model: nn.Module, config: CorrectNetConfig, data: Any, progress: bool = True
+) -> tuple[tuple[str, ...], dict[str, Any]]:
+    """Only the placement search (no Lipschitz fine-tune, no final training): (placement, search record)."""
+    config.validate()
+    candidates = mappable_layers(model)
+    if not candidates:
+        raise UnsupportedModelError("the model has no Linear/Conv2d layer a crossbar can hold")
+    x_tr, _ = _split(data, "train")
+    return _search(copy.deepcopy(model).cpu(), config, data, candidates, x_tr[:1], progress)

@@ -61,7 +61,8 @@ def lipschitz_finetune(
     opt = torch.optim.SGD(model.parameters(), lr=lr, momentum=0.9)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, max(1, steps))
     gen = torch.Generator().manual_seed(seed)
-    start = float(lipschitz_penalty(layers, betas))
+    with torch.no_grad():
+        start = float(lipschitz_penalty(layers, betas))
     for _ in tqdm(range(steps), desc="lipschitz fine-tune", disable=not progress):
         idx = torch.randint(0, len(x), (batch_size,), generator=gen)
         xb = (augment_batch(x[idx], gen) if x.dim() == 4 else x[idx]).to(device)
@@ -71,4 +72,6 @@ def lipschitz_finetune(
         opt.step()
         sched.step()
     model.eval()
-    return {"betas": betas, "penalty_start": start, "penalty_end": float(lipschitz_penalty(layers, betas))}
+    with torch.no_grad():
+        end = float(lipschitz_penalty(layers, betas))
+    return {"betas": betas, "penalty_start": start, "penalty_end": end}
