@@ -240,6 +240,32 @@ def analog_matmul_chips(
     return y.sum(dim=2) if n_rt > 1 else y.squeeze(2)  # row tiles' partial sums are added digitally
 
 
+_WORKSPACE: dict[tuple[str, torch.dtype, torch.device], torch.Tensor] = {}
+
+
+def _scratch(tag: str, shape: tuple[int, ...] | torch.Size, like: torch.Tensor) -> torch.Tensor:
+    """A reused temporary buffer (fresh allocations of ~100 MB cost more in page faults than the math)."""
+    n = math.prod(shape)
+    key = (tag, like.dtype, like.device)
+    buf = _WORKSPACE.get(key)
+    if buf is None or buf.numel() < n:
+        buf = _WORKSPACE[key] = torch.empty(n, dtype=like.dtype, device=like.device)
+    return buf[:n].view(*shape)
+
+
+def _im2col(x: torch.Tensor, conv: nn.Conv2d) -> torch.Tensor:
+    """``F.unfold`` as a strided view copied into a reused buffer: (B, C·kh·kw, Ho·Wo)."""
+    (kh, kw), (sh, sw), (ph, pw), (dh, dw) = conv.kernel_size, conv.stride, conv.padding, conv.dilation
+    xp = F.pad(x, (pw, pw, ph, ph)) if ph or pw else x
+    b, ch, h, w = xp.shape
+    ho, wo = (h - dh * (kh - 1) - 1) // sh + 1, (w - dw * (kw - 1) - 1) // sw + 1
+    s0, s1, s2, s3 = xp.stride()
+    view = xp.as_strided((b, ch, kh, kw, ho, wo), (s0, s1, s2 * dh, s3 * dw, s2 * sh, s3 * sw))
+    cols = _scratch("cols", (b, ch, kh, kw, ho, wo), x)
+    cols.copy_(view)
+    return cols.view(b, ch * kh * kw, ho * wo)
+
+
 def analog_conv_chips(
     x: torch.Tensor,
     w_eff: torch.Tensor,
@@ -258,9 +284,9 @@ def analog_conv_chips(
     n_chips, n_rt, n_out, rows = w_eff.shape
     shared = x.dim() == 4
     xb = x if shared else x.reshape(-1, *x.shape[2:])
-    cols = F.unfold(xb, conv.kernel_size, conv.dilation, conv.padding, conv.stride)  # (B', K, L)
+    cols = _im2col(xb, conv)  # (B', K, L), written into a reused buffer
     k_in, n_pos = cols.shape[1], cols.shape[2]
-    cols = cols if shared else cols.reshape(n_chips, -1, k_in, n_pos)
+    cols = cols if shared else cols.view(n_chips, -1, k_in, n_pos)
     n_b = cols.shape[-3]
     m = 2 ** (c.dac_bits - 1) - 1
     m_adc = 2 ** (c.adc_bits - 1) - 1
@@ -269,21 +295,24 @@ def analog_conv_chips(
     for t in range(n_rt):
         k0, k1 = t * rows, min(k_in, (t + 1) * rows)  # padding rows of the last tile hold zeros: skipped
         part = cols[..., k0:k1, :]
-        lo, hi = torch.aminmax(part, dim=-2, keepdim=True)  # ABS_MAX per patch and row tile
+        hi, lo = part.amax(dim=-2, keepdim=True), part.amin(dim=-2, keepdim=True)  # ABS_MAX per patch, tile
         s_x = torch.maximum(hi, -lo)
         s_x = torch.where(s_x > 0, s_x, torch.ones_like(s_x))
-        code = torch.mul(part, m / s_x).round_()  # DAC codes in [−m, m]
+        code = torch.mul(part, m / s_x, out=_scratch("code", part.shape, x)).round_()  # DAC codes in [−m, m]
         w_t = w[:, t, :, : k1 - k0]  # (D, N, K_t)
 
         def read(drive: torch.Tensor, gain: float, w_t: torch.Tensor = w_t) -> torch.Tensor:
             if shared:  # every chip's columns in one product: (D·N, K_t) @ (B, K_t, L)
-                u = torch.matmul(w_t.reshape(-1, w_t.shape[-1]), drive).reshape(n_b, n_chips, n_out, n_pos)
-                u = u.transpose(0, 1)
+                u = _scratch("read", (n_b, n_chips * n_out, n_pos), x)
+                torch.matmul(w_t.reshape(-1, w_t.shape[-1]), drive, out=u)
+                u = u.view(n_b, n_chips, n_out, n_pos).transpose(0, 1)
             else:
-                u = torch.matmul(w_t.unsqueeze(1), drive)
-            u = u.mul_(gain / c.out_bound) if not shared else u * (gain / c.out_bound)
+                u = torch.matmul(
+                    w_t.unsqueeze(1), drive, out=_scratch("read", (n_chips, n_b, n_out, n_pos), x)
+                )
+            u = u.mul_(gain / c.out_bound)
             if c.out_noise > 0 or c.read_noise_std > 0:
-                eps = torch.empty((n_chips, n_b, n_out, n_pos), dtype=u.dtype, device=u.device)
+                eps = _scratch("eps", (n_chips, n_b, n_out, n_pos), x)
                 for d, g in enumerate(generators):
                     eps[d].normal_(generator=g)
                 if c.read_noise_std > 0:
