@@ -26,9 +26,9 @@ FIELDS = ("model", "sigma", "variant", "draws", "acc_mean", "acc_p5", "acc_worst
 def settings(quick: bool, **options: Any) -> dict[str, Any]:
     s: dict[str, Any] = {
         "models": ("lenet5", "vgg-small"),
-        "sigmas": (0.1, 0.2, 0.3, 0.4, 0.5, 0.7, 0.9),
-        "draws": {"lenet5": 100, "vgg-small": 100},
-        "images": 2000,
+        "sigmas": (0.1, 0.2, 0.3, 0.4, 0.5, 0.7, 0.9, 1.1),
+        "draws": {"lenet5": 100, "vgg-small": 20},
+        "images": {"lenet5": 2000, "vgg-small": 1000},
         "collapse_fraction": 0.3,
         "timing_models": ("vgg-small",),
         "timing_images": 10000,
@@ -89,14 +89,12 @@ def run_protocol(out_dir: Path, quick: bool, seed: int, **options: Any) -> list[
     rows_path = out_dir / "rows.jsonl"
     rows = _load_rows(rows_path)
     data = load_fashion_mnist(seed=0)
-    x, y = data.x_test[: s["images"]], data.y_test[: s["images"]]
     base_cfg = CorrectNetConfig(seed=seed, **s["method"]).validate()
-    timings = {
-        m: mc_cost(m, data.x_test[: s["timing_images"]], s["timing_draws"]) for m in s["timing_models"]
-    }
     for name in s["models"]:
         model, spec, _ = load_pretrained(name)
         model.eval()
+        n_img = s["images"][name] if isinstance(s["images"], dict) else int(s["images"])
+        x, y = data.x_test[:n_img], data.y_test[:n_img]
         clean = accuracy(model, x, y)
         draws = s["draws"][name] if isinstance(s["draws"], dict) else int(s["draws"])
 
@@ -148,7 +146,11 @@ def run_protocol(out_dir: Path, quick: bool, seed: int, **options: Any) -> list[
                        "placement": sorted(_placement(net)), "per_draw": mc["per_draw"],
                        "seconds": round(time.perf_counter() - t0, 1)}  # fmt: skip
                 _append(rows_path, row, rows)
+    timings = {
+        m: mc_cost(m, data.x_test[: s["timing_images"]], s["timing_draws"]) for m in s["timing_models"]
+    }
     ordered = [r for r in rows.values() if r["model"] in s["models"] and r["sigma"] in s["sigmas"]]
+    ordered.sort(key=lambda r: (r["model"], r["sigma"], VARIANTS.index(r["variant"])))
     record = make_record("correctnet", config={"settings": s, "method": base_cfg.to_dict(), "quick": quick},
                          seed=seed, data=data.identity, results={"rows": ordered, "timings": timings})  # fmt: skip
     write_record(out_dir / "correctnet.json", record)

@@ -55,7 +55,7 @@ def write_report(
 
     table = [{**r, "placement": ",".join(r.get("placement", [])) or "-"} for r in rows]
     text = ["# CorrectNet: accuracy under RRAM variation (Fashion-MNIST)\n",
-            f"Chips per setting: {s['draws']}; test images per chip: {s['images']}; crossbar: 128×128 tiles, "
+            f"Chips per setting: {s['draws']}; first test images per chip: {s['images']}; crossbar: 128×128 tiles, "
             "4-bit cells, 7-bit DAC, 9-bit ADC, output noise 0.06, lognormal σ per cell.\n",
             markdown_table(table, COLUMNS), "\n## Headline\n", markdown_table(headline(rows, s))]  # fmt: skip
     if timings:
