@@ -26,9 +26,9 @@ FIELDS = ("model", "sigma", "variant", "draws", "acc_mean", "acc_p5", "acc_worst
 def settings(quick: bool, **options: Any) -> dict[str, Any]:
     s: dict[str, Any] = {
         "models": ("lenet5", "vgg-small"),
-        "sigmas": (0.1, 0.2, 0.3, 0.4, 0.5, 0.7, 0.9, 1.1),
+        "sigmas": (1.1, 0.9, 0.5, 0.3, 0.1, 0.4, 0.2),  # the collapse end first: its rows are the headline
         "draws": {"lenet5": 100, "vgg-small": 20},
-        "images": {"lenet5": 2000, "vgg-small": 1000},
+        "images": {"lenet5": 1000, "vgg-small": 500},
         "collapse_fraction": 0.3,
         "timing_models": ("vgg-small",),
         "timing_images": 10000,
