@@ -615,7 +615,7 @@ def monte_carlo_accuracy(
     """Accuracy over ``draws`` chips (variation draws): {mean, std, p5, min, max, per_draw}.
 
     With ``config`` the (digital or analog) model is converted afresh; otherwise it must be analog.
-    ``chips_per_pass`` chips run as one batch (None: as many as keep ~2048 images per pass; 1: the
+    ``chips_per_pass`` chips run as one batch (None: as many as keep ~1024 images per pass; 1: the
     one-chip loop, program then evaluate). Both give the same chips for the same ``generator``.
     ``device`` (``cpu``, ``cuda``) runs the passes there; noise then comes from that device's generators.
     """
@@ -643,7 +643,7 @@ def monte_carlo_accuracy(
     dev = torch.device(device) if device is not None else next(model.parameters()).device
     if dev != next(model.parameters()).device:
         model = copy.deepcopy(model).to(dev)
-    per_pass = chips_per_pass or max(1, min(draws, 2048 // batch_size))
+    per_pass = chips_per_pass or max(1, min(draws, 1024 // batch_size))
     was_training = model.training
     model.eval()
     bar = tqdm(total=draws, desc="monte-carlo chips", disable=not progress)
