@@ -33,7 +33,7 @@ def settings(quick: bool, **options: Any) -> dict[str, Any]:
         "timing_models": ("vgg-small",),
         "timing_images": 10000,
         "timing_draws": 2,
-        "method": {"lipschitz_steps": 400, "comp_steps": 300, "search_iters": 10, "search_images": 1000},
+        "method": {"lipschitz_steps": 300, "comp_steps": 200, "search_iters": 8, "search_images": 1000},
     }
     if quick:
         s.update(models=("lenet5",), sigmas=(0.5, 0.9), draws={"lenet5": 10}, images=500, timing_models=(),
