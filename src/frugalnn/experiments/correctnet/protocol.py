@@ -90,7 +90,7 @@ def run_protocol(out_dir: Path, quick: bool, seed: int, **options: Any) -> list[
     rows = _load_rows(rows_path)
     data = load_fashion_mnist(seed=0)
     base_cfg = CorrectNetConfig(seed=seed, **s["method"]).validate()
-    for name in s["models"]:
+    for name in s["models"] if not s.get("report_only") else ():  # report_only: table and plot of the rows
         model, spec, _ = load_pretrained(name)
         model.eval()
         n_img = s["images"][name] if isinstance(s["images"], dict) else int(s["images"])
