@@ -90,6 +90,11 @@ def run_protocol(out_dir: Path, quick: bool, seed: int, **options: Any) -> list[
     rows = _load_rows(rows_path)
     data = load_fashion_mnist(seed=0)
     base_cfg = CorrectNetConfig(seed=seed, **s["method"]).validate()
+    if s["timing_models"] and not s.get("report_only"):  # measured once, kept beside the rows
+        cost = {
+            m: mc_cost(m, data.x_test[: s["timing_images"]], s["timing_draws"]) for m in s["timing_models"]
+        }
+        atomic_write_text(out_dir / "mc_cost.json", json.dumps(cost, indent=2))
     for name in s["models"] if not s.get("report_only") else ():  # report_only: table and plot of the rows
         model, spec, _ = load_pretrained(name)
         model.eval()
@@ -146,9 +151,9 @@ def run_protocol(out_dir: Path, quick: bool, seed: int, **options: Any) -> list[
                        "placement": sorted(_placement(net)), "per_draw": mc["per_draw"],
                        "seconds": round(time.perf_counter() - t0, 1)}  # fmt: skip
                 _append(rows_path, row, rows)
-    timings = {
-        m: mc_cost(m, data.x_test[: s["timing_images"]], s["timing_draws"]) for m in s["timing_models"]
-    }
+    timings = (
+        json.loads((out_dir / "mc_cost.json").read_text()) if (out_dir / "mc_cost.json").exists() else {}
+    )
     ordered = [r for r in rows.values() if r["model"] in s["models"] and r["sigma"] in s["sigmas"]]
     ordered.sort(key=lambda r: (r["model"], r["sigma"], VARIANTS.index(r["variant"])))
     record = make_record("correctnet", config={"settings": s, "method": base_cfg.to_dict(), "quick": quick},
