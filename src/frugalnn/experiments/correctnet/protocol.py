@@ -90,7 +90,7 @@ def run_protocol(out_dir: Path, quick: bool, seed: int, **options: Any) -> list[
     rows = _load_rows(rows_path)
     data = load_fashion_mnist(seed=0)
     base_cfg = CorrectNetConfig(seed=seed, **s["method"]).validate()
-    if s["timing_models"] and not s.get("report_only"):  # measured once, kept beside the rows
+    if s["timing_models"] and not s.get("report_only") and not (out_dir / "mc_cost.json").exists():
         cost = {
             m: mc_cost(m, data.x_test[: s["timing_images"]], s["timing_draws"]) for m in s["timing_models"]
         }
