@@ -312,3 +312,74 @@ def test_output_and_read_noise_std_match_closed_form():
         # Σ_r x_r·ε_r with ε_r ~ N(0, read²) per weight and read, plus N(0, out²) at the column
         std = s * math.sqrt(out_noise**2 + read_noise**2 * float(xn @ xn))
         assert abs(y.std() - std) < 0.03 * std
+
+
+# ---------------------------------------------------------------- chips as a batch dimension (issue 18)
+def _small_cnn() -> nn.Module:
+    torch.manual_seed(3)
+    # conv K = 2·3·3 = 18 < rows; second conv K = 4·5·5 = 100 > rows=64: two row tiles, one of them short
+    return nn.Sequential(
+        nn.Conv2d(2, 4, 3, padding=1), nn.ReLU(), nn.Conv2d(4, 6, 5, stride=2), nn.ReLU(),
+        nn.Flatten(), nn.Linear(6 * 4 * 4, 5),
+    )  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    "kw",
+    [
+        dict(variation_sigma=0.4, out_noise=0.06),
+        dict(
+            variation_sigma=0.3, read_noise_std=0.02, differential=False, bit_serial_inputs=True, dac_bits=4
+        ),
+    ],
+)
+def test_batched_chips_equal_one_chip_loop(kw):
+    from frugalnn.hw.crossbar import forward_chips, program_chips
+
+    model = convert_to_analog(_small_cnn(), CrossbarConfig(rows=64, cols=16, **kw)).eval()
+    x = torch.randn(7, 2, 12, 12)
+    with torch.no_grad():
+        chips = program_chips(model, 3, torch.Generator().manual_seed(5))
+        batched = [forward_chips(model, x[:4], chips), forward_chips(model, x[4:], chips)]
+        gen = torch.Generator().manual_seed(5)
+        for d in range(3):
+            program(model, gen)
+            one = torch.cat([model(x[:4]), model(x[4:])])
+            torch.testing.assert_close(torch.cat([batched[0][d], batched[1][d]]), one, rtol=0, atol=1e-5)
+    y = torch.randint(0, 5, (7,))
+    runs = [
+        monte_carlo_accuracy(
+            model, x, y, 5, None, torch.Generator().manual_seed(9), batch_size=3, chips_per_pass=c
+        )
+        for c in (1, 2, 5)
+    ]
+    assert runs[0]["per_draw"] == runs[1]["per_draw"] == runs[2]["per_draw"]
+    assert runs[0]["p5"] <= runs[0]["mean"] and runs[0]["min"] == min(runs[0]["per_draw"])
+
+
+def test_batched_chips_train_through_straight_through():
+    from frugalnn.hw.crossbar import forward_chips, program_chips
+
+    model = convert_to_analog(_small_cnn(), CrossbarConfig(variation_sigma=0.2))
+    x = torch.randn(3, 2, 12, 12, requires_grad=True)
+    out = forward_chips(model, x, program_chips(model, 4, torch.Generator().manual_seed(0)))
+    assert out.shape == (4, 3, 5)
+    out.sum().backward()
+    assert x.grad is not None and model[0].weight.grad is not None  # the ideal layers' gradients
+    with pytest.raises(ConfigError, match="forward_chips"):
+        chips = program_chips(model, 2)
+        from frugalnn.hw.crossbar import load_chips
+
+        with load_chips(model, chips):
+            for c in chips.values():
+                c.images = 5
+            model(x)
+
+
+def test_crossbar_digital_modules_stay_digital():
+    class Keep(nn.Linear):
+        crossbar_digital = True
+
+    model = nn.Sequential(nn.Linear(4, 4), Keep(4, 4))
+    analog = convert_to_analog(model, CrossbarConfig())
+    assert isinstance(analog[0], AnalogLinear) and type(analog[1]) is Keep

@@ -15,7 +15,8 @@ from __future__ import annotations
 
 import copy
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, fields
 
 import torch
@@ -184,31 +185,169 @@ def analog_matmul(
     x: torch.Tensor, prog: Programmed, config: CrossbarConfig, generator: torch.Generator | None = None
 ) -> torch.Tensor:
     """(B, K) inputs times the programmed (N, K) weight -> (B, N), through DAC, tiles, noise and ADC."""
+    return analog_matmul_chips(x[None], prog.w_eff[None], prog.scale[None], config, [generator])[0]
+
+
+def analog_matmul_chips(
+    x: torch.Tensor,
+    w_eff: torch.Tensor,
+    scale: torch.Tensor,
+    config: CrossbarConfig,
+    generators: list[torch.Generator | None],
+) -> torch.Tensor:
+    """D chips at once: (D, B, K) inputs (or (B, K) shared by all chips) -> (D, B, N).
+
+    ``w_eff`` (D, n_rt, N, rows) and ``scale`` (D, n_rt, N) are D programmed chips (variation and
+    level quantisation folded in); chip d draws its output/read noise from ``generators[d]`` with the
+    shape one chip alone would draw, so chip d's result equals ``analog_matmul`` on chip d.
+    """
     c = config
-    n_rt, _, rows = prog.w_eff.shape
+    n_chips, n_rt, n_out, rows = w_eff.shape
     pad = n_rt * rows - x.shape[-1]
-    xt = (F.pad(x, (0, pad)) if pad else x).reshape(x.shape[0], n_rt, rows)
-    lo, hi = torch.aminmax(xt, dim=2, keepdim=True)  # aihwkit noise management ABS_MAX, per tile
+    xt = (F.pad(x, (0, pad)) if pad else x).reshape(*x.shape[:-1], n_rt, rows)
+    lo, hi = torch.aminmax(xt, dim=-1, keepdim=True)  # aihwkit noise management ABS_MAX, per tile
     s_x = torch.maximum(hi, -lo)
     s_x = torch.where(s_x > 0, s_x, torch.ones_like(s_x))
     m = 2 ** (c.dac_bits - 1) - 1
     code = torch.round_(xt * (m / s_x))  # DAC codes in [−m, m]: 2**dac_bits − 1 levels (aihwkit inp_res)
-    w_eff = prog.w_eff.to(x.dtype)
+    shared = code.dim() == 3  # one input read by every chip: converted once
+    s_x = s_x.unsqueeze(0) if shared else s_x
+    w = w_eff.to(x.dtype)
+    n_b = code.shape[-3]
+    m_adc = 2 ** (c.adc_bits - 1) - 1
 
-    def read(drive: torch.Tensor, gain: float) -> torch.Tensor:  # one analog read of all tiles, then ADC
-        y = torch.einsum("btr,tnr->btn", drive, w_eff) * gain  # gain: DAC code -> normalised input
+    def read(drive: torch.Tensor, gain: float) -> torch.Tensor:
+        """One analog read of all tiles, then the ADC: integer ADC levels (D, B, n_rt, N)."""
+        spec = "btr,dtnr->dbtn" if shared else "dbtr,dtnr->dbtn"
+        u = torch.einsum(spec, drive, w).mul_(gain / c.out_bound)  # normalised by the ADC range
         if c.out_noise > 0 or c.read_noise_std > 0:  # Σ_r x_r·ε_r is Gaussian: sample it at the output
-            var = c.out_noise**2 + (c.read_noise_std * gain) ** 2 * drive.square().sum(-1, keepdim=True)
-            y = y + var.sqrt() * torch.randn(y.shape, generator=generator, dtype=y.dtype, device=y.device)
-        return _symmetric_quantize(y / c.out_bound, c.adc_bits) * c.out_bound
+            eps = torch.empty((n_chips, n_b, n_rt, n_out), dtype=u.dtype, device=u.device)
+            for d, g in enumerate(generators):
+                eps[d].normal_(generator=g)
+            if c.read_noise_std > 0:
+                var = c.out_noise**2 + (c.read_noise_std * gain) ** 2 * drive.square().sum(-1, keepdim=True)
+                u = u.addcmul_(var.sqrt(), eps, value=1.0 / c.out_bound)
+            else:
+                u = u.add_(eps, alpha=c.out_noise / c.out_bound)
+        return u.clamp_(-1.0, 1.0).mul_(m_adc).round_()  # aihwkit out_res: 2**adc_bits − 1 levels
 
     if not c.bit_serial_inputs:
         y = read(code, 1.0 / m)
     else:  # time-multiplexed: magnitude bit k of the DAC code drives the rows as sign·bit ∈ {−1, 0, 1}
         sign, mag = torch.sign(code), code.abs().to(torch.int64)
         y = sum(read(sign * ((mag >> k) & 1).to(x.dtype), 1.0) * 2.0**k for k in range(c.dac_bits - 1)) / m
-    y = y * s_x * prog.scale.to(x.dtype).unsqueeze(0)
-    return y.sum(dim=1)  # partial sums of the row tiles are added digitally
+    y = y.mul_(s_x).mul_(scale.to(x.dtype).unsqueeze(1) * (c.out_bound / m_adc))
+    return y.sum(dim=2) if n_rt > 1 else y.squeeze(2)  # row tiles' partial sums are added digitally
+
+
+_WORKSPACE: dict[tuple[str, torch.dtype, torch.device], torch.Tensor] = {}
+
+
+def _scratch(tag: str, shape: tuple[int, ...] | torch.Size, like: torch.Tensor) -> torch.Tensor:
+    """A reused temporary buffer (fresh allocations of ~100 MB cost more in page faults than the math)."""
+    n = math.prod(shape)
+    key = (tag, like.dtype, like.device)
+    buf = _WORKSPACE.get(key)
+    if buf is None or buf.numel() < n:
+        buf = _WORKSPACE[key] = torch.empty(n, dtype=like.dtype, device=like.device)
+    return buf[:n].view(*shape)
+
+
+def _im2col(x: torch.Tensor, conv: nn.Conv2d) -> torch.Tensor:
+    """``F.unfold`` as a strided view copied into a reused buffer: (B, C·kh·kw, Ho·Wo)."""
+    (kh, kw), (sh, sw), (ph, pw), (dh, dw) = conv.kernel_size, conv.stride, conv.padding, conv.dilation
+    xp = F.pad(x, (pw, pw, ph, ph)) if ph or pw else x
+    b, ch, h, w = xp.shape
+    ho, wo = (h - dh * (kh - 1) - 1) // sh + 1, (w - dw * (kw - 1) - 1) // sw + 1
+    s0, s1, s2, s3 = xp.stride()
+    view = xp.as_strided((b, ch, kh, kw, ho, wo), (s0, s1, s2 * dh, s3 * dw, s2 * sh, s3 * sw))
+    cols = _scratch("cols", (b, ch, kh, kw, ho, wo), x)
+    cols.copy_(view)
+    return cols.view(b, ch * kh * kw, ho * wo)
+
+
+def analog_conv_chips(
+    x: torch.Tensor,
+    w_eff: torch.Tensor,
+    scale: torch.Tensor,
+    config: CrossbarConfig,
+    generators: list[torch.Generator | None],
+    conv: nn.Conv2d,
+) -> torch.Tensor:
+    """Convolution on D chips: (D, B, C, H, W) inputs (or (B, C, H, W) shared) -> (D, B, N, Ho, Wo).
+
+    The same signal chain as ``analog_matmul_chips`` on the im2col patches (one patch = one input
+    vector, abs-max DAC scaling per patch and row tile), computed tile by tile in the convolution's
+    own layout, so no transposed copy of the patches is made. Noise is drawn per tile as (B, N, L).
+    """
+    c = config
+    n_chips, n_rt, n_out, rows = w_eff.shape
+    shared = x.dim() == 4
+    xb = x if shared else x.reshape(-1, *x.shape[2:])
+    cols = _im2col(xb, conv)  # (B', K, L), written into a reused buffer
+    k_in, n_pos = cols.shape[1], cols.shape[2]
+    cols = cols if shared else cols.view(n_chips, -1, k_in, n_pos)
+    n_b = cols.shape[-3]
+    m = 2 ** (c.dac_bits - 1) - 1
+    m_adc = 2 ** (c.adc_bits - 1) - 1
+    w = w_eff.to(x.dtype)
+    out = torch.zeros((n_chips, n_b, n_out, n_pos), dtype=x.dtype, device=x.device)
+    for t in range(n_rt):
+        k0, k1 = t * rows, min(k_in, (t + 1) * rows)  # padding rows of the last tile hold zeros: skipped
+        part = cols[..., k0:k1, :]
+        hi, lo = part.amax(dim=-2, keepdim=True), part.amin(dim=-2, keepdim=True)  # ABS_MAX per patch, tile
+        s_x = torch.maximum(hi, -lo)
+        s_x = torch.where(s_x > 0, s_x, torch.ones_like(s_x))
+        code = torch.mul(part, m / s_x, out=_scratch("code", part.shape, x)).round_()  # DAC codes in [−m, m]
+        w_t = w[:, t, :, : k1 - k0]  # (D, N, K_t)
+
+        def read(drive: torch.Tensor, gain: float, w_t: torch.Tensor = w_t) -> torch.Tensor:
+            if shared:  # every chip's columns in one product: (D·N, K_t) @ (B, K_t, L)
+                u = _scratch("read", (n_b, n_chips * n_out, n_pos), x)
+                torch.matmul(w_t.reshape(-1, w_t.shape[-1]), drive, out=u)
+                u = u.view(n_b, n_chips, n_out, n_pos).transpose(0, 1)
+            else:
+                u = torch.matmul(
+                    w_t.unsqueeze(1), drive, out=_scratch("read", (n_chips, n_b, n_out, n_pos), x)
+                )
+            u = u.mul_(gain / c.out_bound)
+            if c.out_noise > 0 or c.read_noise_std > 0:
+                eps = _scratch("eps", (n_chips, n_b, n_out, n_pos), x)
+                for d, g in enumerate(generators):
+                    eps[d].normal_(generator=g)
+                if c.read_noise_std > 0:
+                    var = c.out_noise**2 + (c.read_noise_std * gain) ** 2 * drive.square().sum(
+                        -2, keepdim=True
+                    )
+                    u = u.addcmul_(var.sqrt(), eps, value=1.0 / c.out_bound)
+                else:
+                    u = u.add_(eps, alpha=c.out_noise / c.out_bound)
+            return u.clamp_(-1.0, 1.0).mul_(m_adc).round_()
+
+        if not c.bit_serial_inputs:
+            y = read(code, 1.0 / m)
+        else:
+            sign, mag = torch.sign(code), code.abs().to(torch.int64)
+            y = (
+                sum(read(sign * ((mag >> k) & 1).to(x.dtype), 1.0) * 2.0**k for k in range(c.dac_bits - 1))
+                / m
+            )
+        s_w = scale[:, t].to(x.dtype).reshape(n_chips, 1, n_out, 1) * (c.out_bound / m_adc)
+        out.addcmul_(y.mul_(s_x), s_w)
+    ho = (
+        xb.shape[-2] + 2 * conv.padding[0] - conv.dilation[0] * (conv.kernel_size[0] - 1) - 1
+    ) // conv.stride[0] + 1
+    return out.reshape(n_chips, n_b, n_out, ho, n_pos // ho)
+
+
+@dataclass
+class Chips:
+    """D chips of one analog layer: effective weights (variation and levels folded) and noise sources."""
+
+    w_eff: torch.Tensor  # (D, n_rt, N, rows) normalised effective weights, as Programmed.w_eff
+    scale: torch.Tensor  # (D, n_rt, N) digital weight scales
+    generators: list[torch.Generator]  # chip d's output/read-noise generator
+    images: int = 0  # images per chip in the forward pass under way (forward_chips sets it)
 
 
 class _AnalogMixin:
@@ -222,6 +361,7 @@ class _AnalogMixin:
         self._prog: Programmed | None = None
         self._stamp: tuple[int, int] | None = None
         self._noise_gen = torch.Generator().manual_seed(config.seed)
+        self._chips: Chips | None = None  # set by load_chips: forward runs on several chips at once
 
     def program(self, generator: torch.Generator | None = None) -> Programmed:
         """Sample one chip: quantised conductances with a fresh variation draw; reseed the read noise."""
@@ -243,14 +383,42 @@ class _AnalogMixin:
         assert self._prog is not None
         return self._prog
 
-    def _analog(self, x2d: torch.Tensor, digital: Callable[[], torch.Tensor]) -> torch.Tensor:
-        y = analog_matmul(x2d.detach(), self._programmed(), self.config, self._noise_gen)
+    def _chip_set(self, lead: int) -> tuple[torch.Tensor, torch.Tensor, list, bool]:
+        """(w_eff, scale, noise generators, input shared by all chips) for an input of ``lead`` samples."""
+        chips = self._chips
+        if chips is None:
+            prog = self._programmed()
+            return prog.w_eff[None], prog.scale[None], [self._noise_gen], False
+        n = chips.w_eff.shape[0]
+        shared = n > 1 and lead == chips.images  # one batch read by every chip, else one batch per chip
+        if not shared and lead != n * chips.images:
+            raise ConfigError(
+                f"a chip batch of {n} chips x {chips.images} images got {lead} inputs; run it through forward_chips"
+            )
+        return chips.w_eff, chips.scale, chips.generators, shared
+
+    def _straight_through(
+        self, x: torch.Tensor, y: torch.Tensor, digital: Callable[[], torch.Tensor]
+    ) -> torch.Tensor:
         if self.bias is not None:
-            y = y + self.bias.detach()
-        if torch.is_grad_enabled() and (x2d.requires_grad or self.weight.requires_grad):
+            y = (
+                y + self.bias.detach().view(-1, *[1] * (y.dim() - 2))
+                if y.dim() > 2
+                else y + self.bias.detach()
+            )
+        if torch.is_grad_enabled() and (x.requires_grad or self.weight.requires_grad):
             ref = digital()  # straight-through: analog values forward, gradients of the ideal layer
+            if ref.shape[0] != y.shape[0]:  # a shared input read by every chip
+                ref = ref.repeat(y.shape[0] // ref.shape[0], *[1] * (ref.dim() - 1))
             return ref + (y - ref).detach()
         return y
+
+    def _analog(self, x2d: torch.Tensor, digital: Callable[[], torch.Tensor], lead: int) -> torch.Tensor:
+        """x2d (M, K) -> (M', N); ``lead`` is the module input's batch size (chips need it)."""
+        w_eff, scale, gens, shared = self._chip_set(lead)
+        xin = x2d.detach() if shared else x2d.detach().reshape(w_eff.shape[0], -1, x2d.shape[-1])
+        y = analog_matmul_chips(xin, w_eff, scale, self.config, gens)
+        return self._straight_through(x2d, y.reshape(-1, y.shape[-1]), digital)
 
 
 class AnalogLinear(_AnalogMixin, nn.Linear):
@@ -269,8 +437,8 @@ class AnalogLinear(_AnalogMixin, nn.Linear):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x2d = x.reshape(-1, self.in_features)
-        y = self._analog(x2d, lambda: F.linear(x2d, self.weight, self.bias))
-        return y.reshape(*x.shape[:-1], self.out_features)
+        y = self._analog(x2d, lambda: F.linear(x2d, self.weight, self.bias), x.shape[0] if x.dim() > 1 else 1)
+        return y.reshape(-1, *x.shape[1:-1], self.out_features) if x.dim() > 1 else y.reshape(-1)
 
 
 class AnalogConv2d(_AnalogMixin, nn.Conv2d):
@@ -296,16 +464,15 @@ class AnalogConv2d(_AnalogMixin, nn.Conv2d):
         return new
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        b, _, h, w = x.shape
-        kh, kw = self.kernel_size
-        (sh, sw), (ph, pw), (dh, dw) = self.stride, self.padding, self.dilation
-        ho = (h + 2 * ph - dh * (kh - 1) - 1) // sh + 1
-        wo = (w + 2 * pw - dw * (kw - 1) - 1) // sw + 1
-        cols = F.unfold(x, self.kernel_size, self.dilation, self.padding, self.stride)  # (B, C·kh·kw, L)
-        x2d = cols.transpose(1, 2).reshape(b * ho * wo, -1)
-        w2d = self.weight.reshape(self.out_channels, -1)
-        y = self._analog(x2d, lambda: F.linear(x2d, w2d, self.bias))
-        return y.reshape(b, ho * wo, -1).transpose(1, 2).reshape(b, -1, ho, wo)
+        w_eff, scale, gens, shared = self._chip_set(x.shape[0])
+        xin = (
+            x.detach()
+            if shared or w_eff.shape[0] == 1
+            else x.detach().reshape(w_eff.shape[0], -1, *x.shape[1:])
+        )
+        y = analog_conv_chips(xin, w_eff, scale, self.config, gens, self)
+        y = y.reshape(-1, *y.shape[2:])
+        return self._straight_through(x, y, lambda: self._conv_forward(x, self.weight, self.bias))
 
 
 AnalogModule = AnalogLinear | AnalogConv2d
@@ -323,13 +490,17 @@ def convert_to_analog(
 ) -> nn.Module:
     """Swap every nn.Linear / nn.Conv2d (where ``filter_fn(module, name)``) for its analog twin.
 
-    Returns a copy unless ``inplace``; modules already analog take the new config. The model is then
+    Modules with a true ``crossbar_digital`` attribute (and their children) stay digital. Returns a
+    copy unless ``inplace``; modules already analog take the new config. The model is then
     programmed once with ``torch.Generator().manual_seed(config.seed)`` (one chip).
     """
     model = model if inplace else copy.deepcopy(model)
     swaps: list[tuple[str, nn.Module]] = []
+    digital = [n for n, m in model.named_modules() if n and getattr(m, "crossbar_digital", False)]
     for name, module in model.named_modules():
         if not name or (filter_fn is not None and not filter_fn(module, name)):
+            continue
+        if any(name == d or name.startswith(d + ".") for d in digital):  # marked crossbar_digital
             continue
         if isinstance(module, AnalogLinear | AnalogConv2d):
             module.config = config
@@ -359,6 +530,76 @@ def program(model: nn.Module, generator: torch.Generator | None = None) -> nn.Mo
     return model
 
 
+def program_chips(
+    model: nn.Module, draws: int, generator: torch.Generator | None = None, device: str | None = None
+) -> dict[str, Chips]:
+    """Write ``draws`` chips at once: what ``draws`` calls of ``program(model, generator)`` would write.
+
+    Each chip programs every analog layer in module order and then draws one noise seed per layer, as
+    ``program`` does, so chip d of a batch equals the d-th chip of the one-chip loop bit for bit.
+    """
+    if draws < 1:
+        raise ConfigError(f"draws={draws} must be >= 1; pass the number of chips to sample")
+    mods = analog_modules(model)
+    if not mods:
+        raise UnsupportedModelError("model has no analog layers; call convert_to_analog(model, config) first")
+    gen = generator if generator is not None else torch.Generator().manual_seed(mods[0][1].config.seed)
+    w_eff: dict[str, list[torch.Tensor]] = {n: [] for n, _ in mods}
+    scale: dict[str, list[torch.Tensor]] = {n: [] for n, _ in mods}
+    seeds: dict[str, list[int]] = {n: [] for n, _ in mods}
+    with torch.no_grad():
+        for _ in range(draws):
+            for name, m in mods:
+                prog = program_weight(m.weight.detach().cpu(), m.config, gen)
+                w_eff[name].append(prog.w_eff)
+                scale[name].append(prog.scale)
+                seeds[name].append(int(torch.randint(0, 2**62, (1,), generator=gen)))
+    dev = torch.device(device) if device is not None else mods[0][1].weight.device
+    return {
+        name: Chips(
+            torch.stack(w_eff[name]).to(dev),
+            torch.stack(scale[name]).to(dev),
+            [torch.Generator(device=dev).manual_seed(sd) for sd in seeds[name]],
+        )  # fmt: skip
+        for name, _ in mods
+    }
+
+
+@contextmanager
+def load_chips(model: nn.Module, chips: dict[str, Chips]) -> Iterator[nn.Module]:
+    """Within the block the analog layers of ``model`` run the chips of ``program_chips`` at once."""
+    mods = dict(analog_modules(model))
+    if set(mods) != set(chips):
+        raise ConfigError("the chips were programmed for another model; call program_chips on this one")
+    try:
+        for name, m in mods.items():
+            m._chips = chips[name]
+        yield model
+    finally:
+        for m in mods.values():
+            m._chips = None
+
+
+def forward_chips(model: nn.Module, x: torch.Tensor, chips: dict[str, Chips]) -> torch.Tensor:
+    """(B, ...) inputs through every chip at once -> (D, B, ...) outputs (chips as a batch dimension)."""
+    n = next(iter(chips.values())).w_eff.shape[0]
+    with load_chips(model, chips):
+        for c in chips.values():
+            c.images = len(x)
+        out = model(x)
+    if out.shape[0] == len(x) and n > 1:  # no analog layer read the input (cannot happen for mapped models)
+        out = out.expand(n, *out.shape).reshape(n * len(x), *out.shape[1:])
+    return out.reshape(n, len(x), *out.shape[1:])
+
+
+def accuracy_stats(per_draw: list[float]) -> dict[str, float | list[float]]:
+    """Mean, std, 5th percentile (linear interpolation), worst and best accuracy over chips."""
+    t = torch.tensor(per_draw, dtype=torch.float64)
+    std = float(t.std()) if len(per_draw) > 1 else 0.0
+    return {"mean": float(t.mean()), "std": std, "p5": float(torch.quantile(t, 0.05)),
+            "min": float(t.min()), "max": float(t.max()), "per_draw": list(per_draw)}  # fmt: skip
+
+
 def monte_carlo_accuracy(
     model: nn.Module,
     x: torch.Tensor,
@@ -368,29 +609,53 @@ def monte_carlo_accuracy(
     generator: torch.Generator | None = None,
     batch_size: int = 512,
     progress: bool = False,
+    chips_per_pass: int | None = None,
+    device: str | None = None,
 ) -> dict[str, float | list[float]]:
-    """Accuracy over ``draws`` chips (variation draws): {mean, std, min, max, per_draw}.
+    """Accuracy over ``draws`` chips (variation draws): {mean, std, p5, min, max, per_draw}.
 
     With ``config`` the (digital or analog) model is converted afresh; otherwise it must be analog.
+    ``chips_per_pass`` chips run as one batch (None: as many as keep ~1024 images per pass; 1: the
+    one-chip loop, program then evaluate). Both give the same chips for the same ``generator``.
+    ``device`` (``cpu``, ``cuda``) runs the passes there; noise then comes from that device's generators.
     """
-    from frugalnn.core.measure import accuracy
-
     if draws < 1:
         raise ConfigError(f"draws={draws} must be >= 1; pass the number of chips to sample")
     if len(x) != len(y):
         raise ConfigError(f"x has {len(x)} samples but y has {len(y)}; pass matching inputs and labels")
+    if batch_size < 1 or (chips_per_pass is not None and chips_per_pass < 1):
+        raise ConfigError(f"batch_size={batch_size}, chips_per_pass={chips_per_pass} must be >= 1")
     if config is not None:
         model = convert_to_analog(model, config)
-    elif not analog_modules(model):
+    if not analog_modules(model):
         raise UnsupportedModelError(
-            "model has no analog layers; pass config= or call convert_to_analog first"
+            "model has no analog layers (no Linear/Conv2d to map); pass config= or call convert_to_analog first"
         )
     gen = generator if generator is not None else torch.Generator().manual_seed(0)
-    per_draw = []
-    for _ in tqdm(range(draws), desc="monte-carlo chips", disable=not progress):
-        program(model, gen)
-        per_draw.append(accuracy(model, x, y, batch_size))
-    t = torch.tensor(per_draw, dtype=torch.float64)
-    std = float(t.std()) if draws > 1 else 0.0
-    return {"mean": float(t.mean()), "std": std, "min": float(t.min()), "max": float(t.max()),
-            "per_draw": per_draw}  # fmt: skip
+    per_draw: list[float] = []
+    if chips_per_pass == 1 and device is None:
+        from frugalnn.core.measure import predict
+
+        for _ in tqdm(range(draws), desc="monte-carlo chips", disable=not progress):
+            program(model, gen)
+            per_draw.append(int((predict(model, x, batch_size).argmax(1) == y).sum()) / len(x))
+        return accuracy_stats(per_draw)
+    dev = torch.device(device) if device is not None else next(model.parameters()).device
+    if dev != next(model.parameters()).device:
+        model = copy.deepcopy(model).to(dev)
+    per_pass = chips_per_pass or max(1, min(draws, 1024 // batch_size))
+    was_training = model.training
+    model.eval()
+    bar = tqdm(total=draws, desc="monte-carlo chips", disable=not progress)
+    with torch.no_grad():
+        for start in range(0, draws, per_pass):
+            chips = program_chips(model, min(per_pass, draws - start), gen, str(dev))
+            correct = torch.zeros(len(next(iter(chips.values())).generators), dtype=torch.int64)
+            for i in range(0, len(x), batch_size):
+                logits = forward_chips(model, x[i : i + batch_size].to(dev), chips)
+                correct += (logits.argmax(-1).cpu() == y[i : i + batch_size]).sum(1)
+            per_draw += (correct.double() / len(x)).tolist()
+            bar.update(len(correct))
+    bar.close()
+    model.train(was_training)
+    return accuracy_stats(per_draw)
