@@ -13,7 +13,8 @@ from frugalnn.core.checkpoint import load_checkpoint, save_checkpoint
 from frugalnn.core.config import FieldError
 from frugalnn.core.models import ModelSpec, build_model
 from frugalnn.errors import UnsupportedModelError
-from frugalnn.hw.crossbar import convert_to_analog, monte_carlo_accuracy
+from frugalnn.hw.crossbar import convert_to_analog
+from frugalnn.hw.crossbar_mc import monte_carlo_accuracy
 from frugalnn.methods.correctnet import (
     CorrectNetConfig,
     compensations,

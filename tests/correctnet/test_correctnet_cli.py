@@ -10,7 +10,8 @@ from frugalnn.cli import main
 from frugalnn.core.checkpoint import save_checkpoint
 from frugalnn.core.models import ModelSpec, build_model
 from frugalnn.errors import UnsupportedModelError
-from frugalnn.hw.crossbar import CrossbarConfig, monte_carlo_accuracy
+from frugalnn.hw.crossbar import CrossbarConfig
+from frugalnn.hw.crossbar_mc import monte_carlo_accuracy
 from frugalnn.methods.correctnet import CorrectNetConfig, insert_compensation, transform_entry
 
 

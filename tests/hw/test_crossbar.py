@@ -10,15 +10,9 @@ from torch import nn
 
 from frugalnn.core.models import build_model
 from frugalnn.errors import ConfigError, UnsupportedModelError
-from frugalnn.hw.crossbar import (
-    AnalogConv2d,
-    AnalogLinear,
-    CrossbarConfig,
-    convert_to_analog,
-    monte_carlo_accuracy,
-    program,
-)
+from frugalnn.hw.crossbar import AnalogConv2d, AnalogLinear, CrossbarConfig, convert_to_analog, program
 from frugalnn.hw.crossbar_cost import LayerShape, crossbar_cost, layer_shapes
+from frugalnn.hw.crossbar_mc import monte_carlo_accuracy
 
 
 def _linear(k: int, n: int, seed: int = 0) -> nn.Linear:
@@ -334,7 +328,7 @@ def _small_cnn() -> nn.Module:
     ],
 )
 def test_batched_chips_equal_one_chip_loop(kw):
-    from frugalnn.hw.crossbar import forward_chips, program_chips
+    from frugalnn.hw.crossbar_mc import forward_chips, program_chips
 
     model = convert_to_analog(_small_cnn(), CrossbarConfig(rows=64, cols=16, **kw)).eval()
     x = torch.randn(7, 2, 12, 12)
@@ -358,7 +352,7 @@ def test_batched_chips_equal_one_chip_loop(kw):
 
 
 def test_batched_chips_train_through_straight_through():
-    from frugalnn.hw.crossbar import forward_chips, program_chips
+    from frugalnn.hw.crossbar_mc import forward_chips, program_chips
 
     model = convert_to_analog(_small_cnn(), CrossbarConfig(variation_sigma=0.2))
     x = torch.randn(3, 2, 12, 12, requires_grad=True)
@@ -368,7 +362,7 @@ def test_batched_chips_train_through_straight_through():
     assert x.grad is not None and model[0].weight.grad is not None  # the ideal layers' gradients
     with pytest.raises(ConfigError, match="forward_chips"):
         chips = program_chips(model, 2)
-        from frugalnn.hw.crossbar import load_chips
+        from frugalnn.hw.crossbar_mc import load_chips
 
         with load_chips(model, chips):
             for c in chips.values():

@@ -82,7 +82,7 @@ def evaluate(model, args: argparse.Namespace, config) -> dict:
     from frugalnn.core.data import load_image_data
     from frugalnn.core.train import check_device
     from frugalnn.errors import UnsupportedModelError
-    from frugalnn.hw.crossbar import monte_carlo_accuracy
+    from frugalnn.hw.crossbar_mc import monte_carlo_accuracy
     from frugalnn.methods.correctnet.compensation import mappable_layers
 
     if not mappable_layers(model):

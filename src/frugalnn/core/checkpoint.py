@@ -69,7 +69,8 @@ def save_checkpoint(
 
     ``spec`` rebuilds the architecture on load; ``None`` for a model the user built (load it with
     ``load_checkpoint(folder, model=<a fresh instance>)``). ``transforms`` lists the module swaps
-    methods made (``{"name": registered model_transform, "config": dict}``, applied in order on load).
+    methods made (``{"name": registered model_transform, "config": dict}``, applied in order on load);
+    without it, ``meta["transforms"]`` is used.
     """
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
@@ -77,6 +78,8 @@ def save_checkpoint(
     head: dict[str, Any] = {"spec": spec.to_dict() if spec is not None else None}
     if spec is None:
         head["architecture"] = type(model).__name__
+    if transforms is None:  # the method's swaps may come inside meta (its "transforms" list)
+        transforms = (meta or {}).get("transforms")
     if transforms:
         head["transforms"] = transforms
     # what this call records wins over a loaded checkpoint's meta passed back in (and its legacy keys)

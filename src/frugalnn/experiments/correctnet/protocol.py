@@ -79,7 +79,7 @@ def run_protocol(out_dir: Path, quick: bool, seed: int, **options: Any) -> list[
     from frugalnn.core.report import make_record, write_record
     from frugalnn.core.zoo import load_pretrained
     from frugalnn.experiments.correctnet.report import headline, write_report
-    from frugalnn.hw.crossbar import monte_carlo_accuracy
+    from frugalnn.hw.crossbar_mc import monte_carlo_accuracy
     from frugalnn.methods.correctnet import CorrectNetConfig, correct, overhead, transform_entry
     from frugalnn.methods.correctnet.lipschitz import lipschitz_finetune
 
@@ -171,7 +171,8 @@ def mc_cost(name: str, x: torch.Tensor, draws: int) -> dict[str, float]:
     """Seconds of the digital forward and of ``draws`` chips (one batch) over ``x``, 1 chip per draw."""
     from frugalnn.core.measure import predict
     from frugalnn.core.zoo import load_pretrained
-    from frugalnn.hw.crossbar import CrossbarConfig, monte_carlo_accuracy
+    from frugalnn.hw.crossbar import CrossbarConfig
+    from frugalnn.hw.crossbar_mc import monte_carlo_accuracy
 
     model, _, _ = load_pretrained(name)
     model.eval()

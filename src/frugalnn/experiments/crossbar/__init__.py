@@ -65,7 +65,8 @@ def sweep(name: str, model, x, y, draws: int, config: Any, identity: dict, seed:
     """Accuracy over ``draws`` chips at every sigma of ``SIGMAS``."""
     from tqdm import tqdm
 
-    from frugalnn.hw.crossbar import CrossbarConfig, monte_carlo_accuracy
+    from frugalnn.hw.crossbar import CrossbarConfig
+    from frugalnn.hw.crossbar_mc import monte_carlo_accuracy
 
     digital = float((model(x).argmax(1) == y).float().mean())
     rows = []

@@ -22,7 +22,8 @@ from tqdm import tqdm
 from frugalnn.core.config import FieldError
 from frugalnn.core.train import check_device
 from frugalnn.errors import DataError, UnsupportedModelError
-from frugalnn.hw.crossbar import convert_to_analog, forward_chips, program_chips
+from frugalnn.hw.crossbar import convert_to_analog
+from frugalnn.hw.crossbar_mc import forward_chips, program_chips
 from frugalnn.methods.correctnet.compensation import (
     compensations,
     insert_compensation,
