@@ -22,7 +22,7 @@ def crosscheck(s: dict, out_dir: Path, data, quick: bool) -> list[dict]:
     from frugalnn.methods.power_pruning.stats import record_stats
 
     cc = s["crosscheck"]
-    cfg = PowerPruningConfig(**(s["overrides"] | {"cache_dir": str(out_dir / "cache")}))
+    cfg = PowerPruningConfig(**(s["overrides"] | s["user"] | {"cache_dir": str(out_dir / "cache")}))
     model, _, _ = load_pretrained(cc["model"])
     x = data.x_train[: cfg.stats_images]
     base = quantise_int8(model, data.x_train[: cfg.calibration_images])

@@ -59,7 +59,7 @@ class PowerPruningConfig(MethodConfig):
         # the paper's setting: glitch-aware power, delay step and voltage scaling, K = 32 (its Table 2 row)
         "paper": {"keep": 32, "sign": "ranked", "delay_step": True, "voltage_scaling": True},
         # what we measured best on Fashion-MNIST LeNet-5 (docs/power_pruning.md)
-        "ours": {"keep": 16, "delay_step": True, "delay_target": 0.7, "voltage_scaling": True},
+        "ours": {"keep": 16, "sign": "balanced", "delay_step": True, "delay_target": 0.8, "lr": 0.01},
     }
 
     keep: int = option(32, "number of weight values kept (K)", low=1, high=256)
@@ -69,7 +69,7 @@ class PowerPruningConfig(MethodConfig):
     )
     delay_step: bool = option(True, "drop weight/activation values with the longest sensitised delays")
     delay_target: float = option(
-        0.7, "target worst delay as a share of the baseline's", low=0.0, high=1.0, low_open=True
+        0.8, "target worst delay as a share of the baseline's", low=0.0, high=1.0, low_open=True
     )
     min_activations: int = option(16, "fewest activation codes the delay step keeps", low=2, high=255)
     voltage_scaling: bool = option(True, "scale Vdd down to the lowest voltage meeting the clock")
