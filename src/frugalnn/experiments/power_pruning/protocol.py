@@ -90,8 +90,7 @@ def rows_of(record: dict) -> list[dict]:
 
 def run_protocol(out_dir: Path, quick: bool, seed: int, **options: Any) -> list[dict]:
     from frugalnn.core.data import load_fashion_mnist
-    from frugalnn.core.report import make_record, write_record
-    from frugalnn.experiments.power_pruning.report import crosscheck, headline, write_report
+    from frugalnn.experiments.power_pruning.report import crosscheck
 
     s = settings(quick, seed, **options)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -111,26 +110,35 @@ def run_protocol(out_dir: Path, quick: bool, seed: int, **options: Any) -> list[
                     f"(loss {r['acc_loss_pt']:.2f} pt), power -{100 * r['power_reduction']:.1f}% at {r['vdd']:.2f} V",
                     flush=True,
                 )
-        rows = [row for rec in records for row in rows_of(rec)]
-        write_report(out_dir, rows, records, check)
-        heads = headline(rows, records, check)
-        write_record(
-            out_dir / "power_pruning.json",
-            make_record(
-                "power-pruning",
-                config=dict(s),
-                seed=seed,
-                data=data.identity,
-                results={
-                    "rows": rows,
-                    "crosscheck": check,
-                    "headline": heads,
-                    "runs": [_brief(r) for r in records],
-                },
-                seconds=time.perf_counter() - started,
-                quick=quick,
-            ),
-        )
+                heads = _write(out_dir, s, seed, data, records, check, time.perf_counter() - started, quick)
+    return heads
+
+
+def _write(out_dir: Path, s: dict, seed: int, data, records: list, check: list, seconds: float, quick: bool):
+    """Table, plots and record of the runs so far (rewritten after every run); returns the headline."""
+    from frugalnn.core.report import make_record, write_record
+    from frugalnn.experiments.power_pruning.report import headline, write_report
+
+    rows = [row for rec in records for row in rows_of(rec)]
+    write_report(out_dir, rows, records, check)
+    heads = headline(rows, records, check)
+    write_record(
+        out_dir / "power_pruning.json",
+        make_record(
+            "power-pruning",
+            config=dict(s),
+            seed=seed,
+            data=data.identity,
+            results={
+                "rows": rows,
+                "crosscheck": check,
+                "headline": heads,
+                "runs": [_brief(r) for r in records],
+            },
+            seconds=seconds,
+            quick=quick,
+        ),
+    )
     return heads
 
 
