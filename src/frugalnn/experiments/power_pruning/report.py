@@ -80,10 +80,13 @@ def _plots(out_dir: Path, rows: list[dict], records: list[dict]) -> None:
     for model in sorted({r["model"] for r in rows}):
         for delay in (False, True):
             for scaled in (False, True):
-                pts = [
-                    r for r in rows
-                    if r["model"] == model and r["delay_step"] == delay and r["voltage_scaling"] == scaled
-                ]  # fmt: skip
+                pts = sorted(
+                    (
+                        r for r in rows
+                        if r["model"] == model and r["delay_step"] == delay and r["voltage_scaling"] == scaled
+                    ),
+                    key=lambda r: -r["keep"],
+                )  # fmt: skip
                 if not pts:
                     continue
                 label = f"{model}{' +delay' if delay else ''}{' +Vdd' if scaled else ''}"
