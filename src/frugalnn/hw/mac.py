@@ -180,6 +180,16 @@ def psum_stream(config: CharacterizeConfig, length: int, rng: np.random.Generato
     return ((total + (1 << (p - 1))) % (1 << p)) - (1 << (p - 1))
 
 
+def _given_psums(config: CharacterizeConfig, length: int, psums: np.ndarray) -> np.ndarray:
+    """A user's partial-sum stream tiled to ``length`` and wrapped to the P-bit two's-complement range."""
+    x = np.asarray(psums).ravel()
+    if x.size < 2 or not np.issubdtype(x.dtype, np.integer):
+        raise DataError("psums must hold at least 2 integer partial sums")
+    p = config.mac.psum_bits
+    x = np.tile(x.astype(np.int64), math.ceil(length / x.size))[:length]
+    return ((x + (1 << (p - 1))) % (1 << p)) - (1 << (p - 1))
+
+
 def lane_words(stream: np.ndarray, bit: int) -> np.ndarray:
     """Bit ``bit`` of a stream of N+1 values (N = 64 L) in lane layout: (L+1,) uint64 words.
 
@@ -233,8 +243,14 @@ def characterize_mac(
     activations: np.ndarray | None = None,
     mapped: MappedNetlist | None = None,
     progress: bool = True,
+    psums: np.ndarray | None = None,
 ) -> MacCharacterisation:
-    """Energy per operation and worst sensitised delay for every weight value of the MAC."""
+    """Energy per operation and worst sensitised delay for every weight value of the MAC.
+
+    ``psums``: the partial sums entering the MAC in step with ``activations`` (integers, e.g. recorded
+    from a layer's real inference; tiled to the stream length and wrapped to P bits); None: the
+    synthetic ``psum_terms`` stream.
+    """
     config.validate()
     mac = config.mac
     mapped = mapped or build_mac(mac, config.liberty)
@@ -249,7 +265,9 @@ def characterize_mac(
     n = config.transitions
     length = max(n, config.timed_transitions) + 1  # the timed run uses the stream's first part
     a, info = activation_stream(config, length, rng, activations)
-    p = psum_stream(config, length, rng)
+    p = psum_stream(config, length, rng) if psums is None else _given_psums(config, length, psums)
+    if psums is not None:
+        info = info | {"psums": "given", "psum_values": int(np.asarray(psums).size)}
     e_tog = el.toggle_energy_pj
     lanes = n // 64
     per_chunk = max(1, int(96e6 // (net.n_nets * (lanes + 1) * 8)))  # weights per ~96 MB of net values
