@@ -124,7 +124,7 @@ def test_training_lowers_loss_and_group_lasso_zeroes_groups():
             "too small even for the basis: 128 basis vectors need at least 2",
         ),
         ({"coef_bits": 0}, "coef_bits", "must be in [1, 32]"),
-        ({"n_basis": 200}, "n_basis", "exceeds the crossbar height 128"),
+        ({"n_basis": 200}, "n_basis", "must be at most the crossbar height 128"),
         ({"group_size": 24}, "group_size", "must divide the 64 basis vectors"),
     ],
 )

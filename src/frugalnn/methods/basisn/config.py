@@ -80,20 +80,20 @@ class BasisNConfig(MethodConfig):
         if n > self.crossbar_size:
             raise FieldError(
                 "n_basis",
-                f"={n} exceeds the crossbar height {self.crossbar_size}: more basis vectors than entries "
-                f"add nothing; use n_basis <= {self.crossbar_size}",
+                f"must be at most the crossbar height {self.crossbar_size} (more basis vectors than "
+                f"entries add nothing), got {n}",
             )
         need = -(-n // per)
         if need > self.crossbars:
             raise FieldError(
                 "crossbars",
-                f"={self.crossbars} is too small even for the basis: {n} basis vectors need at least "
+                f"of {self.crossbars} is too small even for the basis: {n} basis vectors need at least "
                 f"{need} crossbars of {self.crossbar_size}x{self.crossbar_size} ({per} per crossbar); "
                 f"raise crossbars to {need} or lower n_basis to {self.crossbars * per}",
             )
         if per % self.group_size:
             raise FieldError(
                 "group_size",
-                f"={self.group_size} must divide the {per} basis vectors of one crossbar so that no "
-                f"group straddles two crossbars; use a divisor of {per}",
+                f"must divide the {per} basis vectors of one crossbar so that no group straddles two "
+                f"crossbars, got {self.group_size}; use a divisor of {per}",
             )
