@@ -53,53 +53,55 @@ def run_protocol(
     runs_dir.mkdir(parents=True, exist_ok=True)
     rows: list[dict[str, Any]] = []
     runs: dict[str, Any] = {}
-    for name in s["models"]:
-        zoo, _, _ = load_pretrained(name)
-        base = dict(crossbar_size=s["crossbar_size"], n_basis=s["n_basis"], steps=s["steps"], lr=s["lr"],
-                    batch_size=s["batch_size"], group_reg=s["group_reg"], seed=seed,
-                    crossbars=max(s["budgets"]))  # fmt: skip
+    zoo = {name: load_pretrained(name)[0] for name in s["models"]}
+    base = dict(crossbar_size=s["crossbar_size"], n_basis=s["n_basis"], steps=s["steps"], lr=s["lr"],
+                batch_size=s["batch_size"], group_reg=s["group_reg"], seed=seed, crossbars=max(s["budgets"]))  # fmt: skip
 
-        def plain(zoo=zoo, base=base) -> dict[str, Any]:
-            model = copy.deepcopy(zoo)
-            train = plain_finetune(model, data, BasisNConfig(**base), progress=progress)
-            return {"acc_float": accuracy(model, xt, yt), "acc_zoo": accuracy(zoo, xt, yt), "train": train}
+    def plain(name: str) -> dict[str, Any]:
+        model = copy.deepcopy(zoo[name])
+        train = plain_finetune(model, data, BasisNConfig(**base), progress=progress)
+        return {"acc_float": accuracy(model, xt, yt), "acc_zoo": accuracy(zoo[name], xt, yt), "train": train}
 
-        control = _cached(runs_dir / f"{name}-plain-s{seed}.json", plain)
-        runs[f"{name}-plain"] = control
-        for bits in s["coef_bits"]:
+    def basis_run(name: str, config: BasisNConfig) -> dict[str, Any]:
+        model, record = to_basisn(zoo[name], config, data=data, progress=progress)
+        xbar = config.crossbar_config(variation_sigma=s["sigma"])
+        record["acc"] = accuracy(model, xt, yt)
+        record["analog"] = analog_accuracy(model, xa, ya, xbar, s["draws"], seed=seed, progress=progress)
+        need = -(-config.resolved_n_basis() // config.basis_per_crossbar)
+        record["cost"] = {str(b): basis_cost_of(model, config, xt[:1], b) for b in s["budgets"] if b >= need}
+        return record
+
+    # bit widths outermost: the headline setting (first in the list) is done for every model first
+    for bits in s["coef_bits"]:
+        for name in s["models"]:
+            control = _cached(runs_dir / f"{name}-plain-s{seed}.json", lambda name=name: plain(name))
+            runs[f"{name}-plain"] = control
             config = BasisNConfig(**base, coef_bits=bits).validate()
-
-            def basis_run(zoo=zoo, config=config) -> dict[str, Any]:
-                model, record = to_basisn(zoo, config, data=data, progress=progress)
-                xbar = config.crossbar_config(variation_sigma=s["sigma"])
-                record["acc"] = accuracy(model, xt, yt)
-                record["analog"] = analog_accuracy(
-                    model, xa, ya, xbar, s["draws"], seed=seed, progress=progress
-                )
-                record["cost"] = {str(b): basisn_cost(model, config, xt[:1], n_crossbars=b) for b in s["budgets"]
-                                  if b >= -(-config.resolved_n_basis() // config.basis_per_crossbar)}  # fmt: skip
-                return record
-
             tag = f"{name}-b{bits}-n{config.resolved_n_basis()}-s{seed}"
-            rec = _cached(runs_dir / f"{tag}.json", basis_run)
+            rec = _cached(runs_dir / f"{tag}.json", lambda name=name, config=config: basis_run(name, config))
             runs[tag] = {k: v for k, v in rec.items() if k != "cost"}
-            for budget, cost in rec["cost"].items():
-                ours, rep = cost["basisn"], cost["reprogram"]
-                rows.append({
-                    "model": name, "crossbars": int(budget), "crossbar_size": s["crossbar_size"], "coef_bits": bits,
-                    "n_basis": rec["n_basis"], "acc": rec["acc"], "acc_float": control["acc_float"],
-                    "acc_zoo": control["acc_zoo"], "cycles": ours["cycles"], "cycles_reprogram": rep["cycles"],
-                    "cycles_ratio": cost["cycles_ratio"], "edp": ours["edp_pj_ns"], "edp_reprogram": rep["edp_pj_ns"],
-                    "edp_ratio": cost["edp_ratio"], "energy_ratio": cost["energy_ratio"],
-                    "crossbars_used": ours["crossbars_used"],
-                    "active_group_share": rec.get("train", {}).get("active_group_share", 1.0),
-                    "analog_mean": rec["analog"]["mean"], "analog_min": rec["analog"]["min"],
-                    "train_s_per_step": rec.get("train", {}).get("seconds_per_step"),
-                    "plain_s_per_step": control["train"]["seconds_per_step"],
-                })  # fmt: skip
-    headline = _headline(rows, s)
-    _write(out_dir, rows, runs, headline, s, seed, data.identity, quick)
-    return headline
+            rows += [_row(name, int(b), s, bits, rec, control, cost) for b, cost in rec["cost"].items()]
+            _write(out_dir, rows, runs, _headline(rows, s), s, seed, data.identity, quick)  # partial results
+    return _headline(rows, s)
+
+
+def basis_cost_of(model: Any, config: BasisNConfig, example: Any, budget: int) -> dict[str, Any]:
+    return basisn_cost(model, config, example, n_crossbars=budget)
+
+
+def _row(name: str, budget: int, s: dict, bits: int, rec: dict, control: dict, cost: dict) -> dict[str, Any]:
+    ours, rep = cost["basisn"], cost["reprogram"]
+    return {
+        "model": name, "crossbars": budget, "crossbar_size": s["crossbar_size"], "coef_bits": bits,
+        "n_basis": rec["n_basis"], "acc": rec["acc"], "acc_float": control["acc_float"],
+        "acc_zoo": control["acc_zoo"], "cycles": ours["cycles"], "cycles_reprogram": rep["cycles"],
+        "cycles_ratio": cost["cycles_ratio"], "edp": ours["edp_pj_ns"], "edp_reprogram": rep["edp_pj_ns"],
+        "edp_ratio": cost["edp_ratio"], "energy_ratio": cost["energy_ratio"], "crossbars_used": ours["crossbars_used"],
+        "active_group_share": rec.get("train", {}).get("active_group_share", 1.0),
+        "analog_mean": rec["analog"]["mean"], "analog_min": rec["analog"]["min"],
+        "train_s_per_step": rec.get("train", {}).get("seconds_per_step"),
+        "plain_s_per_step": control["train"]["seconds_per_step"],
+    }  # fmt: skip
 
 
 def _headline(rows: list[dict[str, Any]], s: dict[str, Any]) -> list[dict[str, Any]]:
