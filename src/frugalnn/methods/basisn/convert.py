@@ -98,8 +98,9 @@ def relative_error(model_layers: list[tuple[nn.Module, nn.Module]]) -> float:
     return (num / max(den, 1e-30)) ** 0.5
 
 
-def to_basisn(model: nn.Module, config: BasisNConfig, data: Any = None, progress: bool = False,
-              **_: Any) -> tuple[nn.Module, dict[str, Any]]:  # fmt: skip
+def to_basisn(
+    model: nn.Module, config: BasisNConfig, data: Any = None, progress: bool = False
+) -> tuple[nn.Module, dict[str, Any]]:
     """A copy of ``model`` whose Conv2d / Linear kernels are global-basis combinations -> (model, record).
 
     With ``data`` (an ImageData) and ``config.steps > 0`` the basis and coefficients are then trained
