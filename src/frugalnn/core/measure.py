@@ -3,6 +3,8 @@
 MACs count multiply-accumulates of conv, linear (incl. GPT-2's Conv1D) and attention matmuls
 (QKᵀ and AV) for the actual input shapes seen in one forward pass; element-wise ops, pooling and
 normalisation are not counted (the usual convention, e.g. in the ResNet paper's FLOP figures).
+A module that defines ``macs_per_sample(input, output) -> int`` (e.g. a method's layer with squares
+and products of its own) is counted by that method instead, with its own parameters.
 """
 
 from __future__ import annotations
@@ -74,7 +76,9 @@ def mac_profile(model: nn.Module, example: torch.Tensor | dict, per_sample: bool
             if not isinstance(out, torch.Tensor):
                 return
             kind = type(mod).__name__
-            if isinstance(mod, nn.Conv2d):
+            if callable(getattr(mod, "macs_per_sample", None)):
+                macs = int(mod.macs_per_sample(inputs[0] if inputs else None, out))
+            elif isinstance(mod, nn.Conv2d):
                 macs = _conv_macs(mod, out)
             elif isinstance(mod, nn.Linear):
                 macs = int(out.numel() // out.shape[-1] * mod.in_features * mod.out_features // batch)
@@ -96,7 +100,13 @@ def mac_profile(model: nn.Module, example: torch.Tensor | dict, per_sample: bool
 
     for name, module in model.named_modules():
         kind = type(module).__name__
-        if isinstance(module, nn.Conv2d | nn.Linear) or kind == "Conv1D" or kind.endswith("Attention"):
+        custom = callable(getattr(module, "macs_per_sample", None))
+        if (
+            custom
+            or isinstance(module, nn.Conv2d | nn.Linear)
+            or kind == "Conv1D"
+            or kind.endswith("Attention")
+        ):
             handles.append(module.register_forward_hook(hook_for(name, module), with_kwargs=True))
     was_training = model.training
     model.eval()
