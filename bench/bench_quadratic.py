@@ -1,0 +1,19 @@
+"""Full quadratic-neuron benchmark: LeNet-5 (all forms) and ResNet-20 (linear, wider linear, efficient,
+power) on Fashion-MNIST, 3 seeds, into docs/results/quadratic/. Resumable: runs already in
+docs/results/quadratic/runs.jsonl are skipped. Run it as `/work/bin/cpuslot $PY bench/bench_quadratic.py`."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import torch
+
+from frugalnn.experiments.quadratic import run
+
+if __name__ == "__main__":
+    torch.set_num_threads(1)
+    models = tuple(sys.argv[1:]) or None  # e.g. `lenet5` to run one model
+    heads = run(Path("docs/results/quadratic"), quick=False, seed=0, models=models)
+    print(json.dumps(heads, indent=1))

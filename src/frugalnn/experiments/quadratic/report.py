@@ -1,0 +1,111 @@
+"""Rows (mean ± std over seeds), headline rows against the issue's targets, the table and the plot."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from frugalnn.core.report import markdown_table, save_figure
+
+PRIOR = ("power", "square", "product", "quadranet", "fan", "full")
+OVERHEAD_PCT = 2.0
+GAIN_PT = 0.5
+THROUGHPUT = 1 / 1.3
+
+
+def aggregate(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One row per (model, form): accuracy mean ± std over seeds, cost, throughput, overhead vs linear."""
+    groups: dict[tuple[str, str], list[dict[str, Any]]] = {}
+    for r in runs:
+        groups.setdefault((r["model"], r["form"]), []).append(r)
+    rows = []
+    for (model, form), rs in groups.items():
+        acc = np.array([r["acc"] for r in rs])
+        rows.append({
+            "model": model, "form": form, "params": rs[0]["params"], "macs": rs[0]["macs"],
+            "acc_mean": float(acc.mean()), "acc_std": float(acc.std(ddof=1)) if len(acc) > 1 else 0.0,
+            "seeds": len(rs), "train_img_s": float(np.median([r["train_img_s"] for r in rs])),
+            "width": rs[0]["width"],
+        })  # fmt: skip
+    for row in rows:
+        lin = next((r for r in rows if r["model"] == row["model"] and r["form"] == "linear"), None)
+        if lin:
+            row["extra_params_pct"] = 100 * (row["params"] / lin["params"] - 1)
+            row["extra_macs_pct"] = 100 * (row["macs"] / lin["macs"] - 1)
+            row["speed_vs_linear"] = row["train_img_s"] / lin["train_img_s"]
+    order = ["linear", "linear-wide", "efficient", *PRIOR]
+    return sorted(rows, key=lambda r: (r["model"], order.index(r["form"]) if r["form"] in order else 99))
+
+
+def headline(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    heads = []
+    for model in dict.fromkeys(r["model"] for r in rows):
+        by = {r["form"]: r for r in rows if r["model"] == model}
+        eff, lin = by.get("efficient"), by.get("linear")
+        if not eff or not lin:
+            continue
+        overhead = max(eff["extra_params_pct"], eff["extra_macs_pct"])
+        gain = 100 * (eff["acc_mean"] - lin["acc_mean"])
+        heads.append({"metric": f"{model}: efficient vs linear test accuracy (%)", "ours": 100 * eff["acc_mean"],
+                      "baseline": 100 * lin["acc_mean"], "target": f">= +{GAIN_PT} pt at <= {OVERHEAD_PCT}% extra",
+                      "met": bool(gain >= GAIN_PT and overhead <= OVERHEAD_PCT)})  # fmt: skip
+        heads.append({"metric": f"{model}: efficient extra params / MACs, the larger (%)", "ours": overhead,
+                      "baseline": None, "target": f"<= {OVERHEAD_PCT}%", "met": bool(overhead <= OVERHEAD_PCT)})  # fmt: skip
+        rivals = [by[f] for f in ("linear-wide", *PRIOR) if f in by]
+        if rivals:
+            best = max(rivals, key=lambda r: r["acc_mean"])
+            heads.append({"metric": f"{model}: efficient vs best other form at equal params ({best['form']}) (%)",
+                          "ours": 100 * eff["acc_mean"], "baseline": 100 * best["acc_mean"], "target": ">= every prior form",
+                          "met": bool(eff["acc_mean"] >= max(by[f]["acc_mean"] for f in PRIOR if f in by)) if any(f in by for f in PRIOR) else None})  # fmt: skip
+        heads.append({"metric": f"{model}: training images/s, efficient / linear", "ours": eff["speed_vs_linear"],
+                      "baseline": 1.0, "target": f">= {THROUGHPUT:.3f}", "met": bool(eff["speed_vs_linear"] >= THROUGHPUT)})  # fmt: skip
+    return heads
+
+
+def plot(path: Path, rows: list[dict[str, Any]]) -> Path:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    models = list(dict.fromkeys(r["model"] for r in rows))
+    fig, axes = plt.subplots(1, len(models), figsize=(6 * len(models), 4.2), dpi=120, squeeze=False)
+    for ax, model in zip(axes[0], models, strict=True):
+        for r in (r for r in rows if r["model"] == model):
+            ax.errorbar(r["params"], 100 * r["acc_mean"], yerr=100 * r["acc_std"], fmt="o", capsize=3)
+            ax.annotate(
+                r["form"],
+                (r["params"], 100 * r["acc_mean"]),
+                textcoords="offset points",
+                xytext=(4, 4),
+                fontsize=8,
+            )
+        ax.set_xscale("log")
+        ax.set_xlabel("parameters")
+        ax.set_ylabel("test accuracy (%), mean ± std over seeds")
+        ax.set_title(f"{model} on Fashion-MNIST")
+        ax.grid(alpha=0.3)
+    return save_figure(fig, path)
+
+
+COLUMNS = ["model", "form", "width", "params", "extra_params_pct", "macs", "extra_macs_pct", "acc_mean",
+           "acc_std", "seeds", "train_img_s", "speed_vs_linear"]  # fmt: skip
+
+
+def write_report(
+    out_dir: Path, tag: str, rows: list[dict[str, Any]], heads: list[dict[str, Any]], quick: bool
+) -> str:
+    plot(out_dir / f"{tag}.png", rows)
+    scale = "quick settings (a demo, not a result)" if quick else "full settings"
+    return (
+        f"# Efficient quadratic neurons ({scale})\n\n"
+        "Fashion-MNIST, every network trained from scratch with the same schedule per model; test accuracy "
+        "mean ± std over seeds; params and MACs per image counted by `core.measure` (squares and products "
+        "included); training images/s with 1 torch thread on a shared 2-core machine (median over seeds).\n\n"
+        + markdown_table(rows, COLUMNS, digits=4)
+        + "\n## Against the targets\n\n"
+        + markdown_table(heads, digits=3)
+        + f"\n![accuracy vs parameters]({tag}.png)\n"
+    )
