@@ -19,7 +19,7 @@ from frugalnn.core.models import ModelSpec
 from frugalnn.core.report import make_record, write_record
 from frugalnn.errors import ConfigError
 from frugalnn.experiments import register
-from frugalnn.experiments.quadratic.protocol import PLANS, build, match_width, run_one
+from frugalnn.experiments.quadratic.protocol import PLANS, build, match_width, run_one, time_training_steps
 from frugalnn.experiments.quadratic.report import aggregate, headline, write_report
 
 QUICK = {"models": ("lenet5",), "seeds": 2, "train": {"epochs": 1, "max_steps_per_epoch": 50}}
@@ -88,7 +88,18 @@ def run(
         for r in runs
         if r["model"] in PLANS and r["seed"] in seeds_used and (forms is None or r["form"] in forms)
     ]
-    rows = aggregate(chosen)
+    speed = {}
+    for model in dict.fromkeys(r["model"] for r in chosen):  # every model in the table, timed together
+        plan = PLANS[model]
+        timed = [
+            row for row in plan.rows if any(r["model"] == model and r["form"] == row.form for r in chosen)
+        ]
+        widths = {
+            row.form: next(r["width"] for r in chosen if r["model"] == model and r["form"] == row.form)
+            for row in timed
+        }
+        speed.update({(model, f): v for f, v in time_training_steps(plan, timed, data, widths).items()})
+    rows = aggregate(chosen, speed)
     heads = headline(rows)
     tag = "quadratic-quick" if quick else "quadratic"
     record = make_record(

@@ -14,6 +14,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 
 from frugalnn.core.data import ImageData
 from frugalnn.core.measure import count_macs, count_params
@@ -143,9 +144,48 @@ def run_one(
         "val_acc": result.val_accuracy,
         "params": count_params(model),
         "macs": count_macs(model, data.x_test[:1]),
-        "train_img_s": images / train_s if train_s > 0 else 0.0,
+        "run_img_s": images / train_s if train_s > 0 else 0.0,  # wall clock of the run, load included
         "seconds": time.perf_counter() - started,
         "row": asdict(row),
         "train": {k: v for k, v in asdict(config).items() if k != "device"},
         "transforms": transforms,
     }
+
+
+def time_training_steps(
+    plan: ModelPlan,
+    rows: list[Row],
+    data: ImageData,
+    widths: dict[str, float],
+    rounds: int = 3,
+    repeats: int = 4,
+) -> dict[str, float]:
+    """Training images/s of each row's network: one SGD step (forward, backward, update) on a batch of
+    128 training images, timed on the calling thread's CPU clock, rows interleaved round by round, the
+    fastest step kept — on a shared machine other jobs only slow a step down (``measure.fastest_seconds``)."""
+    spec = ModelSpec(plan.model, data.num_classes, data.in_channels, data.image_size)
+    x, y = data.x_train[:128], data.y_train[:128]
+    nets = {}
+    for row in rows:
+        torch.manual_seed(0)
+        model = build(plan, row, spec, widths[row.form])[0].train()
+        nets[row.form] = (
+            model,
+            torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9, weight_decay=5e-4),
+        )
+
+    def step(model: torch.nn.Module, opt: torch.optim.Optimizer) -> None:
+        loss = F.cross_entropy(model(x), y)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+
+    best = dict.fromkeys(nets, float("inf"))
+    for _ in range(rounds):
+        for form, (model, opt) in nets.items():
+            step(model, opt)
+            for _ in range(repeats):
+                start = time.thread_time()
+                step(model, opt)
+                best[form] = min(best[form], time.thread_time() - start)
+    return {form: len(x) / s for form, s in best.items()}
