@@ -14,6 +14,14 @@ from frugalnn.experiments.quadratic import run
 
 if __name__ == "__main__":
     torch.set_num_threads(1)
-    models = tuple(sys.argv[1:]) or None  # e.g. `lenet5` to run one model
-    heads = run(Path("docs/results/quadratic"), quick=False, seed=0, models=models)
+    args = [a for a in sys.argv[1:] if not a.startswith("--")]
+    models = tuple(args) or None  # e.g. `lenet5` to run one model
+    # --report-only: no training, only the table / plot / record over the runs already logged
+    heads = run(
+        Path("docs/results/quadratic"),
+        quick=False,
+        seed=0,
+        models=models,
+        report_only="--report-only" in sys.argv,
+    )
     print(json.dumps(heads, indent=1))

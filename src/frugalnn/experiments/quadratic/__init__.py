@@ -49,7 +49,10 @@ def run(
     seeds: int | None = None,
     forms: tuple[str, ...] | None = None,
     train: dict[str, Any] | None = None,
+    report_only: bool = False,
 ) -> list[dict[str, Any]]:
+    """Train every (model, form, seed) not yet in ``out_dir/runs.jsonl`` (``report_only``: none), then
+    write the table, plot and record over the runs there. -> headline rows."""
     settings = QUICK if quick else FULL
     models = tuple(models or settings["models"])
     n_seeds = int(seeds or settings["seeds"])
@@ -70,14 +73,14 @@ def run(
         efficient = next(r for r in plan.rows if r.form == "efficient")
         budget = sum(p.numel() for p in build(plan, efficient, spec)[0].parameters())
         budgets[model] = budget
-        todo = [
+        todo = [  # seed by seed, so a benchmark cut short still has every form
             (row, seed + s)
-            for row in rows
             for s in range(n_seeds)
+            for row in rows
             if not any(r["model"] == model and r["form"] == row.form and r["seed"] == seed + s for r in runs)
         ]
         widths = {row.form: match_width(plan, row, spec, budget) for row in rows}
-        for row, run_seed in tqdm(todo, desc=f"quadratic {model}", mininterval=5.0):
+        for row, run_seed in tqdm([] if report_only else todo, desc=f"quadratic {model}", mininterval=5.0):
             result = run_one(plan, row, data, run_seed, widths[row.form], overrides)
             runs.append(result)
             with log.open("a") as f:  # one line per finished run: the resume point
