@@ -78,11 +78,11 @@ PLANS = {
         tuple(f"layer{s}.{b}.conv1" for s in (1, 2, 3) for b in range(3)),
         (
             Row("linear", "linear", matched=False),
-            Row("linear-wide", "linear"),
             Row("efficient", "efficient", ("layer3.*.conv*",), matched=False),
             Row("power", "power", ("layer3.*.conv*",)),
+            Row("linear-wide", "linear"),
         ),
-        {"epochs": 2, "lr": 0.1, "max_steps_per_epoch": 120},
+        {"epochs": 2, "lr": 0.1, "max_steps_per_epoch": 100},
     ),
 }
 
