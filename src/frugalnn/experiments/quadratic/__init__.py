@@ -69,7 +69,7 @@ def run(
     for model in models:
         plan = PLANS[model]
         spec = ModelSpec(model, data.num_classes, data.in_channels, data.image_size)
-        rows = [r for r in plan.rows if forms is None or r.form in forms]
+        rows = [r for r in plan.rows if (r.form in forms if forms else not quick or r.lr is None)]
         efficient = next(r for r in plan.rows if r.form == "efficient")
         budget = sum(p.numel() for p in build(plan, efficient, spec)[0].parameters())
         budgets[model] = budget
