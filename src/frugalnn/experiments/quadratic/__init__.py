@@ -15,8 +15,9 @@ from tqdm.auto import tqdm
 
 from frugalnn.core.data import load_fashion_mnist
 from frugalnn.core.io import atomic_write_text
+from frugalnn.core.measure import count_macs
 from frugalnn.core.models import ModelSpec
-from frugalnn.core.report import make_record, write_record
+from frugalnn.core.report import make_record, markdown_table, write_record
 from frugalnn.errors import ConfigError
 from frugalnn.experiments import register
 from frugalnn.experiments.quadratic.protocol import PLANS, build, match_width, run_one, time_training_steps
@@ -117,3 +118,40 @@ def run(
     write_record(out_dir / f"{tag}.json", record)
     atomic_write_text(out_dir / f"{tag}.md", write_report(out_dir, tag, rows, heads, quick))
     return heads
+
+
+def cost_only(out_dir: Path, model: str) -> list[dict[str, Any]]:
+    """Parameters, MACs and timed training images/s of every row of ``model``'s plan, no training:
+    the cost side of the comparison when the CPU budget leaves no time to train (``<model>-cost.*``)."""
+    if model not in PLANS:
+        raise ConfigError(f"model must be one of {', '.join(PLANS)}, got {model!r}")
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    data = load_fashion_mnist(seed=0)
+    plan = PLANS[model]
+    spec = ModelSpec(model, data.num_classes, data.in_channels, data.image_size)
+    efficient = next(r for r in plan.rows if r.form == "efficient")
+    budget = sum(p.numel() for p in build(plan, efficient, spec)[0].parameters())
+    rows_plan = [r for r in plan.rows if r.lr is None]
+    widths = {r.form: match_width(plan, r, spec, budget) for r in rows_plan}
+    speed = time_training_steps(plan, rows_plan, data, widths)
+    rows = []
+    for r in rows_plan:
+        net = build(plan, r, spec, widths[r.form])[0]
+        rows.append({"model": model, "form": r.form, "width": widths[r.form],
+                     "params": sum(p.numel() for p in net.parameters()),
+                     "macs": count_macs(net, data.x_test[:1]), "train_img_s": speed[r.form]})  # fmt: skip
+    base = rows[0]
+    for row in rows:
+        row["extra_params_pct"] = 100 * (row["params"] / base["params"] - 1)
+        row["extra_macs_pct"] = 100 * (row["macs"] / base["macs"] - 1)
+        row["speed_vs_linear"] = row["train_img_s"] / base["train_img_s"]
+    record = make_record(f"{model}-cost", config={"plan": repr(plan), "budget": budget}, seed=0,
+                         data=data.identity, results={"rows": rows},
+                         note="no training; training images/s timed with 1 torch thread on a shared 2-core machine")  # fmt: skip
+    write_record(out_dir / f"{model}-cost.json", record)
+    atomic_write_text(
+        out_dir / f"{model}-cost.md",
+        f"# {model}: cost of each form (no training)\n\n" + markdown_table(rows, digits=4),
+    )
+    return rows
