@@ -74,7 +74,7 @@ PLANS = {
                 for r in _rows(
                     LENET_SWAP, ("classifier.5",), ("power", "square", "product", "quadranet", "fan", "full")
                 )
-                if r.form != "linear-wide"
+                if r.form not in ("linear-wide", "full")  # full trains at lr 0.05
             ),
         ),
         {"epochs": 5, "lr": 0.05},
@@ -135,8 +135,9 @@ def run_one(
     spec = ModelSpec(plan.model, data.num_classes, data.in_channels, data.image_size)
     torch.manual_seed(seed)
     model, transforms = build(plan, row, spec, width)
+    own = {"lr": row.lr} if row.lr is not None else {}  # a row's own schedule wins over the plan's
     config = TrainConfig(
-        **{"batch_size": 128, "weight_decay": 5e-4, **plan.train, **train_overrides}, seed=seed
+        **{"batch_size": 128, "weight_decay": 5e-4, **plan.train, **train_overrides, **own}, seed=seed
     )
     started = time.perf_counter()
     result = train(model, data, config, progress=False)
