@@ -31,6 +31,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=1, help="torch threads (1 is reliable on 2 cores)")
     p.add_argument("--out", required=True, help="checkpoint folder (safetensors + JSON)")
+    p.add_argument(
+        "--quadratic", metavar="FORM", help="swap layers for quadratic neurons (efficient, square, ...)"
+    )
+    p.add_argument("--quadratic-rank", type=int, help="shared projections of the efficient form")
+    p.add_argument("--quadratic-layers", help="layer types to swap: all, linear or conv")
+    p.add_argument("--quadratic-width", type=float, help="width multiplier of the swapped hidden layers")
     p.set_defaults(func=_train)
 
     e = sub.add_parser("eval", help="evaluate a checkpoint: accuracy, parameters, MACs")
@@ -80,12 +86,37 @@ def _train(args: argparse.Namespace) -> int:
     data = load_image_data(args.data, args.data_root, seed=args.seed)
     spec = ModelSpec(args.model, data.num_classes, data.in_channels, data.image_size)
     model = build_model(spec)
+    transforms = [] if args.quadratic is None else [_quadratize(model, args)]
     result = train(model, data, config, out_dir=args.out, spec=spec)
+    if transforms:  # the checkpoint records the swap so eval / info rebuild the same layers
+        from frugalnn.core.checkpoint import read_meta, save_checkpoint
+
+        meta = {k: v for k, v in read_meta(args.out).items() if k != "spec"}
+        save_checkpoint(args.out, model, spec, {**meta, "transforms": transforms})
     macs = count_macs(model, data.x_test[:1])
     print(
         f"test accuracy {result.test_accuracy:.4f}  params {count_params(model):,}  MACs {macs:,}  -> {args.out}"
     )
     return 0
+
+
+def _quadratize(model: object, args: argparse.Namespace) -> dict:
+    """Apply --quadratic* to ``model`` in place; field errors name the flags. -> the transform entry."""
+    from frugalnn.core.config import FieldError
+    from frugalnn.methods.quadratic import QuadraticConfig, quadratize
+
+    flags = {
+        "form": "quadratic",
+        "rank": "quadratic_rank",
+        "layers": "quadratic_layers",
+        "width": "quadratic_width",
+    }
+    given = {f: getattr(args, a) for f, a in flags.items() if getattr(args, a) is not None}
+    try:
+        return quadratize(model, QuadraticConfig(**given))[1]["transform"]
+    except FieldError as err:
+        flag = "--" + flags.get(err.field, err.field).replace("_", "-")
+        raise ConfigError(f"{flag} {err.problem}") from None
 
 
 def _eval(args: argparse.Namespace) -> int:

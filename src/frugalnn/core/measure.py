@@ -6,6 +6,8 @@ AV matmuls of transformers' attention modules, for the input shapes seen in one 
 Element-wise ops, pooling, normalisation and embedding look-ups are not counted (the usual convention,
 e.g. in the ResNet paper's FLOP figures); any other module with parameters of its own that ran gets
 one warning naming its type, so a count is never silently low.
+A module that defines ``macs_per_sample(input, output) -> int`` (e.g. a method's layer with squares
+and products of its own) is counted by that method instead, with its own parameters.
 """
 
 from __future__ import annotations
@@ -132,7 +134,8 @@ def walk_layers(
 def _costed(name: str, module: nn.Module) -> bool:
     kind = type(module).__name__
     return (
-        isinstance(module, nn.modules.conv._ConvNd | nn.Linear | nn.MultiheadAttention)
+        callable(getattr(module, "macs_per_sample", None))
+        or isinstance(module, nn.modules.conv._ConvNd | nn.Linear | nn.MultiheadAttention)
         or kind == "Conv1D"
         or kind.endswith("Attention")
     )
@@ -164,7 +167,9 @@ def mac_profile(model: nn.Module, example: torch.Tensor | dict, per_sample: bool
                     stacklevel=2,
                 )
             return
-        if isinstance(mod, nn.modules.conv._ConvNd):
+        if callable(getattr(mod, "macs_per_sample", None)):  # a method's layer counts itself
+            macs = int(mod.macs_per_sample(inputs[0] if inputs else None, out))
+        elif isinstance(mod, nn.modules.conv._ConvNd):
             x = inputs[0] if inputs else kwargs.get("input")
             macs = _conv_macs(mod, x, out)
         elif isinstance(mod, nn.MultiheadAttention):
