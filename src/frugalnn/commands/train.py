@@ -78,7 +78,6 @@ def _train(args: argparse.Namespace) -> int:
         schedule=args.schedule,
         weight_decay=args.weight_decay,
         augment=not args.no_augment,
-        flip=args.data == "fashion-mnist" or args.data.startswith("cifar"),
         seed=args.seed,
         checkpoint_every_steps=args.checkpoint_every,
     )
