@@ -2,6 +2,7 @@ import subprocess
 import sys
 
 import pytest
+import torch
 
 from frugalnn.cli import main
 
@@ -94,3 +95,29 @@ def test_command_table_read_from_source_matches_what_modules_register() -> None:
         sub = argparse.ArgumentParser().add_subparsers()
         importlib.import_module(f"frugalnn.commands.{module}").register(sub)
         assert set(sub.choices) == {n for n, (m, _) in table.items() if m == module}
+
+
+def test_train_twice_with_one_seed_gives_bit_identical_weights(tmp_path):
+    from frugalnn.cli import main
+    from frugalnn.core.checkpoint import load_tensors
+
+    args = [
+        "train",
+        "--model",
+        "mlp",
+        "--data",
+        "digits",
+        "--epochs",
+        "1",
+        "--batch-size",
+        "64",
+        "--seed",
+        "3",
+    ]
+    assert main([*args, "--out", str(tmp_path / "a")]) == 0
+    assert main([*args, "--out", str(tmp_path / "b")]) == 0
+    a, b = (
+        load_tensors(tmp_path / "a" / "model.safetensors"),
+        load_tensors(tmp_path / "b" / "model.safetensors"),
+    )
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)

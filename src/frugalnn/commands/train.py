@@ -63,6 +63,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _train(args: argparse.Namespace) -> int:
+    import torch
+
     from frugalnn.core.data import load_image_data
     from frugalnn.core.measure import count_macs, count_params
     from frugalnn.core.models import ModelSpec, build_model
@@ -84,6 +86,7 @@ def _train(args: argparse.Namespace) -> int:
     config.validate()
     data = load_image_data(args.data, args.data_root, seed=args.seed)
     spec = ModelSpec(args.model, data.num_classes, data.in_channels, data.image_size)
+    torch.manual_seed(args.seed)  # the initial weights too: the same --seed gives the same model
     model = build_model(spec)
     transforms = [] if args.quadratic is None else [_quadratize(model, args)]
     result = train(model, data, config, out_dir=args.out, spec=spec)
