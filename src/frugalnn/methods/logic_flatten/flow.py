@@ -97,12 +97,12 @@ def _pack_cycle(codes: np.ndarray, bits: int) -> np.ndarray:
     """(P lanes, F) codes -> (F*bits, P/64) uint64 words: bit i*bits+k of lane j = bit k of code (j, i)."""
     p, f = codes.shape
     bitmat = ((codes[:, :, None] >> np.arange(bits)) & 1).reshape(p, f * bits).T.astype(np.uint8)
-    return np.packbits(bitmat, axis=1, bitorder="little").view(np.uint64)
+    return np.ascontiguousarray(np.packbits(bitmat, axis=1, bitorder="little")).view(np.uint64)
 
 
 def _read(net: Netlist, values: np.ndarray, nets: list[int], lanes: int) -> np.ndarray:
     """Unsigned integers of a bus, per lane."""
-    bits = np.unpackbits(values[nets].view(np.uint8), axis=1, bitorder="little")[:, :lanes].astype(np.int64)
+    bits = np.unpackbits(np.ascontiguousarray(values[nets]).view(np.uint8), axis=1, bitorder="little")[:, :lanes].astype(np.int64)
     return (bits << np.arange(len(nets))[:, None]).sum(axis=0)
 
 
@@ -145,7 +145,7 @@ def run_gates(net: Netlist, codes: np.ndarray, bits: int, latency: int, words: i
         if t >= latency:
             preds[:, t - latency] = _read(net, values, net.outputs["y"], lanes)
             logit_words[:, t - latency] = np.unpackbits(
-                values[net.outputs["logits"]].view(np.uint8), axis=1, bitorder="little"
+                np.ascontiguousarray(values[net.outputs["logits"]]).view(np.uint8), axis=1, bitorder="little"
             )[:, :lanes].T
         if prev is not None and latency < t < per_lane:
             toggles += popcount(values ^ prev, axis=1)

@@ -82,8 +82,12 @@ def simulate_design(
     simulator: str = "verilator",
     extra_sources: list[Path] | None = None,
     timeout_s: float = 900.0,
+    allow_x: bool = False,
 ) -> SimResult:
-    """Run ``verilog`` (module ``top``; ports as io.json describes) on ``codes`` (N, F)."""
+    """Run ``verilog`` (module ``top``; ports as io.json describes) on ``codes`` (N, F).
+
+    ``allow_x``: rows with unknown bits (registers before their first load) read as -1 instead of failing.
+    """
     if simulator not in SIMULATORS:
         raise ConfigError(f"simulator must be one of {', '.join(SIMULATORS)}, got {simulator!r}")
     codes = np.asarray(codes, dtype=np.int64)
@@ -121,11 +125,16 @@ def simulate_design(
     rows = [r.split() for r in rows if r.strip()]
     if len(rows) != n:
         raise ToolError(f"{simulator} wrote {len(rows)} output rows for {n} inputs")
-    if any("x" in a.lower() or "x" in b.lower() for a, b in rows):
+    unknown = np.array(["x" in a.lower() or "x" in b.lower() for a, b in rows], dtype=bool)
+    if unknown.any() and allow_x:
+        rows = [("0", "0") if u else r for u, r in zip(unknown, rows)]
+    elif unknown.any():
         raise ToolError(f"{simulator} produced X outputs; the design has undriven or uninitialised nets")
     pred = np.array([int(a, 16) for a, _ in rows], dtype=np.int64)
     words = [int(b, 16) for _, b in rows]
     mask = (1 << wl) - 1
     logits = np.array([[(v >> (j * wl)) & mask for j in range(c)] for v in words], dtype=np.int64)
     logits -= (logits >> (wl - 1) & 1) << wl
+    pred[unknown] = -1
+    logits[unknown] = -1
     return SimResult(pred, logits, simulator, build, run)
