@@ -72,6 +72,8 @@ def run_train(args: argparse.Namespace) -> int:
 
 
 def run_export(args: argparse.Namespace) -> int:
+    from frugalnn.core.config import FieldError
+    from frugalnn.errors import ConfigError
     from frugalnn.methods.logic_flatten import LogicFlattenConfig, flatten, load_features, load_logic_mlp, write_design
 
     model, meta = load_logic_mlp(args.model)
@@ -79,7 +81,10 @@ def run_export(args: argparse.Namespace) -> int:
     fixed = {k: trained[k] for k in ("data", "downsample", "weight_bits", "act_bits", "input_bits") if k in trained}
     cfg = config_from_args(LogicFlattenConfig, args, **fixed)
     data = load_features(cfg.data, cfg.downsample, trained.get("seed", 0))
-    design, record = flatten(model, cfg, measure_inputs=data.x_test, synthesize=not args.no_synth)
+    try:
+        design, record = flatten(model, cfg, measure_inputs=data.x_test, synthesize=not args.no_synth)
+    except FieldError as err:  # checks that need the model or the library: name the flag
+        raise ConfigError(f"--{err.field.replace('_', '-')} {err.problem}") from None
     design.io["data"] = {"name": cfg.data, "downsample": cfg.downsample, "seed": trained.get("seed", 0)}
     write_design(design, record, Path(args.out))
     print((Path(args.out) / "report.md").read_text(), end="")

@@ -1,0 +1,118 @@
+"""The logic-flatten protocol (see the package docstring); ``report`` writes the table and plot."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import torch
+
+from frugalnn.experiments.logic_flatten.report import headline, write_report
+from frugalnn.methods.logic_flatten import LogicFlattenConfig, flatten, load_features, train_logic_mlp
+from frugalnn.methods.logic_flatten.sim import simulate_design
+
+FULL = {
+    "datasets": ("digits", "fashion-mnist"),
+    "hidden": {"digits": (16,), "fashion-mnist": (16,)},
+    "penalties": (0.0, 0.3, 1.0, 3.0),
+    "hw_penalty": 1.0,
+    "pipeline_ns": 2.0,
+    "epochs": 40,
+    "fashion_epochs": 15,
+}
+QUICK = {
+    "datasets": ("digits",),
+    "hidden": {"digits": (8,), "fashion-mnist": (8,)},
+    "penalties": (0.0, 1.0),
+    "hw_penalty": 1.0,
+    "pipeline_ns": 2.0,
+    "epochs": 30,
+    "fashion_epochs": 5,
+}
+
+
+def _verify(design, model, x_check, simulator: str = "verilator", limit: int | None = None) -> dict:
+    x = x_check[:limit] if limit else x_check
+    codes = model.input_codes(x).numpy()
+    ref = design.net.forward(codes)
+    sim = simulate_design(design.verilog, codes, design.io, simulator)
+    bad = (sim.pred != ref["pred"]) | (sim.logits != ref["logits"]).any(axis=1)
+    return {
+        "mismatches": int(bad.sum()),
+        "inputs_checked": len(codes),
+        f"{simulator}_inputs_per_s": round(sim.inputs_per_s, 1),
+        f"{simulator}_build_s": round(sim.build_s, 2),
+    }
+
+
+def _row(data, variant, pipelined, multiplier, acc, design, record, check) -> dict:
+    hw = design.hardware
+    return {
+        "data": data,
+        "variant": variant,
+        "pipelined": pipelined,
+        "multiplier": multiplier,
+        "acc": round(acc, 4),
+        "area": hw.area,
+        "cells": hw.cells,
+        "clock_ns": hw.clock_ns,
+        "throughput_inf_s": round(hw.throughput_inf_s),
+        "energy_pj": hw.energy_pj,
+        "mismatches": check["mismatches"],
+        "inputs_checked": check["inputs_checked"],
+        "latency_cycles": hw.latency_cycles,
+        "flip_flops": hw.flip_flops,
+        "adders": record["adders"],
+        "synth_s": hw.synth_s,
+        "verilator_inputs_per_s": check.get("verilator_inputs_per_s"),
+    }
+
+
+def run(out_dir: Path, quick: bool, seed: int, **options) -> list[dict]:
+    plan = {**(QUICK if quick else FULL), **options}
+    out_dir.mkdir(parents=True, exist_ok=True)
+    torch.manual_seed(seed)
+    rows: list[dict] = []
+    sims: list[dict] = []
+    identities = {}
+    start = time.perf_counter()
+    for name in plan["datasets"]:
+        data = load_features(name, 4, seed)
+        identities[name] = {**data.identity, "check_inputs": data.check_source}
+        epochs = plan["epochs"] if name == "digits" else plan["fashion_epochs"]
+        base = LogicFlattenConfig(data=name, hidden=tuple(plan["hidden"][name]), epochs=epochs, qat_epochs=epochs, seed=seed)
+        trained = {}
+        for penalty in plan["penalties"]:
+            cfg = replace(base, csd_penalty=penalty).validate()
+            model = train_logic_mlp(cfg, data)
+            design, record = flatten(model, cfg, measure_inputs=data.x_test)
+            acc = float((design.net.forward(model.input_codes(data.x_test).numpy())["pred"] == data.y_test.numpy()).mean())
+            variant = "plain" if penalty == 0 else f"hw-aware λ={penalty:g}"
+            check = _verify(design, model, data.x_check)
+            rows.append(_row(name, variant, "no", "csd", acc, design, record, check))
+            trained[penalty] = (model, cfg, acc)
+        for penalty in (0.0, plan["hw_penalty"]):
+            if penalty not in trained:
+                continue
+            model, cfg, acc = trained[penalty]
+            variant = "plain" if penalty == 0 else f"hw-aware λ={penalty:g}"
+            retimes = ("levelised", "abc") if penalty == 0 else ("levelised",)
+            for retime in retimes:
+                pcfg = replace(cfg, pipeline_ns=plan["pipeline_ns"], retime=retime)
+                design, record = flatten(model, pcfg.validate(), measure_inputs=data.x_test)
+                check = _verify(design, model, data.x_check)
+                rows.append(_row(name, variant, retime, "csd", acc, design, record, check))
+                if retime == "levelised" and penalty == 0:
+                    sims.append({"data": name, "design": "pipelined", **check})
+        model, cfg, acc = trained[0.0]
+        scfg = replace(cfg, multiplier="synth").validate()
+        design, record = flatten(model, scfg, measure_inputs=data.x_test)
+        check = _verify(design, model, data.x_check)
+        rows.append(_row(name, "plain", "no", "synth", acc, design, record, check))
+        iv = _verify(design, model, data.x_check, "iverilog", limit=2000)
+        sims.append({"data": name, "design": "combinational, synth multipliers", **check, **iv})
+    seconds = time.perf_counter() - start
+    write_report(out_dir, rows, sims, plan, seed, identities, seconds, quick)
+    return headline(rows, plan)
+
