@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from frugalnn.methods.logic_flatten.flow import run_gates, synthesize_design
+from frugalnn.methods.logic_flatten.flow import min_period_ns, run_gates, synthesize_design
 from frugalnn.methods.logic_flatten.graph import build_graph
 from frugalnn.methods.logic_flatten.model import IntegerMLP, IntLayer
 from frugalnn.methods.logic_flatten.sim import simulate_design
@@ -64,6 +64,7 @@ def test_mapped_netlist_equals_integer_model_combinational_and_pipelined():
     net = _net()
     g = build_graph(net, "csd")
     ref = net.forward(CODES)
+    periods = []
     for stages_budget in (None, 5.0):
         if stages_budget is None:
             verilog, latency = emit_verilog(g), 0
@@ -74,3 +75,5 @@ def test_mapped_netlist_equals_integer_model_combinational_and_pipelined():
         run = run_gates(mapped.netlist, CODES, 4, latency, 1, g.logit_width)
         assert np.array_equal(run.pred, ref["pred"]) and np.array_equal(run.logits, ref["logits"])
         assert bool(mapped.netlist.seq) == (latency > 0)
+        periods.append(min_period_ns(mapped)[0])
+    assert 0 < periods[1] < periods[0] / 2  # OpenSTA: registers cut the critical path

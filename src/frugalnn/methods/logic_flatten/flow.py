@@ -50,10 +50,49 @@ def synthesize_design(verilog: str, pre_map: str = "", timeout_s: float = 1800.0
     return mapped, time.perf_counter() - start
 
 
+_ASSIGN = re.compile(r"^(\s*)assign\s+(.+?)\s*=\s*(.+?);\s*$", re.M)
+_ITEM = re.compile(r"(\d+)'([hbd])([0-9a-fA-F_]+)|([^\s,{}\[\]]+)(?:\[(\d+)(?::(\d+))?\])?")
+
+
+def _bits(expr: str) -> list[str]:
+    """One reference per bit, MSB first, of a yosys ``write_verilog`` operand or concatenation."""
+    out: list[str] = []
+    for m in _ITEM.finditer(expr):
+        if m.group(1):
+            width, base, digits = int(m.group(1)), m.group(2), m.group(3).replace("_", "")
+            value = int(digits, {"h": 16, "b": 2, "d": 10}[base])
+            out += [f"1'b{(value >> k) & 1}" for k in range(width - 1, -1, -1)]
+        elif m.group(5) is None:
+            out.append(m.group(4))
+        else:
+            hi = int(m.group(5))
+            lo = int(m.group(6)) if m.group(6) is not None else hi
+            step = -1 if hi >= lo else 1
+            out += [f"{m.group(4)}[{k}]" for k in range(hi, lo + step, step)]
+    return out
+
+
+def _split_concats(verilog: str) -> str:
+    """``assign { a[8], a[0] } = { b, 1'h0 };`` (yosys ties bits together) as one assign per bit:
+    OpenSTA 2019's Verilog reader takes no concatenation."""
+
+    def one(m: re.Match) -> str:
+        if "{" not in m.group(0):
+            return m.group(0)
+        lhs, rhs = _bits(m.group(2)), _bits(m.group(3))
+        if len(lhs) != len(rhs):
+            raise ToolError(f"cannot split the yosys assign {m.group(0).strip()!r} into bits")
+        return "\n".join(f"{m.group(1)}assign {a} = {b};" for a, b in zip(lhs, rhs))
+
+    return _ASSIGN.sub(one, verilog)
+
+
 def min_period_ns(mapped: MappedNetlist) -> tuple[float, str, str]:
     """Smallest clock period OpenSTA accepts: period - worst slack (register setup included)."""
+    from dataclasses import replace
+
     period = 100.0
-    rep = sta_timing(mapped, clock_ns=period)
+    rep = sta_timing(replace(mapped, verilog=_split_concats(mapped.verilog)), clock_ns=period)
     slack = re.search(r"(-?[0-9.]+)\s+slack", rep.report)
     if slack is None:
         raise ToolError(f"OpenSTA reported no slack for {mapped.top}; is there a timing path?")
