@@ -34,7 +34,9 @@ def test_apply_on_a_hand_built_mlp_gives_a_bit_exact_design():
 
 def test_bad_inputs_raise_named_errors():
     x = torch.randn(50, 16)
-    cnn = nn.Sequential(nn.Unflatten(1, (1, 4, 4)), nn.Conv2d(1, 2, 3), nn.ReLU(), nn.Flatten(), nn.Linear(8, 2))
+    cnn = nn.Sequential(
+        nn.Unflatten(1, (1, 4, 4)), nn.Conv2d(1, 2, 3), nn.ReLU(), nn.Flatten(), nn.Linear(8, 2)
+    )
     with pytest.raises(UnsupportedModelError, match="Conv2d"):
         frugalnn.apply(cnn, LogicFlattenConfig(), calib=x, synthesize=False)
     big = nn.Sequential(nn.Linear(16, 64), nn.ReLU(), nn.Linear(64, 10))
@@ -47,15 +49,30 @@ def test_bad_inputs_raise_named_errors():
 
 
 def _cli(*args, cwd=None):
-    return subprocess.run([sys.executable, "-m", "frugalnn.cli", *args], capture_output=True, text=True, cwd=cwd)
+    return subprocess.run(
+        [sys.executable, "-m", "frugalnn.cli", *args], capture_output=True, text=True, cwd=cwd
+    )
 
 
 def test_cli_bad_inputs_exit_2_with_one_line(tmp_path):
     r = _cli("logic", "export", "--model", str(tmp_path / "nothing"), "--out", str(tmp_path / "d"))
-    assert r.returncode == 2 and "not a logic-MLP checkpoint" in r.stderr and len(r.stderr.strip().splitlines()) == 1
+    assert (
+        r.returncode == 2
+        and "not a logic-MLP checkpoint" in r.stderr
+        and len(r.stderr.strip().splitlines()) == 1
+    )
     m = LogicMLP([64, 4, 10], 4, 4, 4).calibrate(torch.randn(100, 64))
     save_logic_mlp(m, tmp_path / "ck", {"config": LogicFlattenConfig(hidden=(4,)).to_dict()})
-    r = _cli("logic", "export", "--model", str(tmp_path / "ck"), "--out", str(tmp_path / "d"), "--pipeline-ns", "0.01")
+    r = _cli(
+        "logic",
+        "export",
+        "--model",
+        str(tmp_path / "ck"),
+        "--out",
+        str(tmp_path / "d"),
+        "--pipeline-ns",
+        "0.01",
+    )
     assert r.returncode == 2 and "--pipeline-ns is 0.01 ns, below one register" in r.stderr
     r = _cli("logic", "verify", str(tmp_path / "d"), "--data", "digits")
     assert r.returncode == 2 and "lacks top.v" in r.stderr
@@ -63,7 +80,20 @@ def test_cli_bad_inputs_exit_2_with_one_line(tmp_path):
 
 def test_cli_train_export_verify_digits(tmp_path):
     ck, d = tmp_path / "ck", tmp_path / "design"
-    r = _cli("logic", "train", "--data", "digits", "--hidden", "4", "--epochs", "3", "--qat-epochs", "2", "--out", str(ck))
+    r = _cli(
+        "logic",
+        "train",
+        "--data",
+        "digits",
+        "--hidden",
+        "4",
+        "--epochs",
+        "3",
+        "--qat-epochs",
+        "2",
+        "--out",
+        str(ck),
+    )
     assert r.returncode == 0, r.stderr[-500:]
     r = _cli("logic", "export", "--model", str(ck), "--out", str(d), "--no-synth")
     assert r.returncode == 0, r.stderr[-500:]

@@ -3,7 +3,13 @@ import itertools
 import numpy as np
 import torch
 
-from frugalnn.methods.logic_flatten.csd import csd_cost, csd_cost_surrogate, csd_cost_table, csd_digits, csd_value
+from frugalnn.methods.logic_flatten.csd import (
+    csd_cost,
+    csd_cost_surrogate,
+    csd_cost_table,
+    csd_digits,
+    csd_value,
+)
 
 
 def _fewest_signed_digits(v: int, width: int = 10) -> int:

@@ -31,7 +31,9 @@ def test_integer_model_equals_fake_quant_on_the_integer_grid():
                 assert np.array_equal(out["logits"], acc.numpy().astype(np.int64))
                 assert np.array_equal(out["pred"], (pre.argmax(1)).numpy())
                 break
-            fq_codes = torch.round(m._requant(index, pre.float()) / m.act_scales[index]).to(torch.int64).numpy()
+            fq_codes = (
+                torch.round(m._requant(index, pre.float()) / m.act_scales[index]).to(torch.int64).numpy()
+            )
             # codes agree except where h / s_a sits within float error of a rounding boundary
             assert (fq_codes != out["hidden"][index]).mean() < 0.002
             assert np.abs(fq_codes - out["hidden"][index]).max() <= 1

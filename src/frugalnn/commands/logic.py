@@ -74,11 +74,19 @@ def run_train(args: argparse.Namespace) -> int:
 def run_export(args: argparse.Namespace) -> int:
     from frugalnn.core.config import FieldError
     from frugalnn.errors import ConfigError
-    from frugalnn.methods.logic_flatten import LogicFlattenConfig, flatten, load_features, load_logic_mlp, write_design
+    from frugalnn.methods.logic_flatten import (
+        LogicFlattenConfig,
+        flatten,
+        load_features,
+        load_logic_mlp,
+        write_design,
+    )
 
     model, meta = load_logic_mlp(args.model)
     trained = meta.get("config", {})
-    fixed = {k: trained[k] for k in ("data", "downsample", "weight_bits", "act_bits", "input_bits") if k in trained}
+    fixed = {
+        k: trained[k] for k in ("data", "downsample", "weight_bits", "act_bits", "input_bits") if k in trained
+    }
     cfg = config_from_args(LogicFlattenConfig, args, **fixed)
     data = load_features(cfg.data, cfg.downsample, trained.get("seed", 0))
     try:
@@ -104,7 +112,9 @@ def run_verify(args: argparse.Namespace) -> int:
     need = [folder / n for n in ("top.v", "io.json", "integer_model.json")]
     missing = [p.name for p in need if not p.is_file()]
     if missing:
-        raise ConfigError(f"{folder} lacks {', '.join(missing)}; write it with `frugalnn logic export --out {folder}`")
+        raise ConfigError(
+            f"{folder} lacks {', '.join(missing)}; write it with `frugalnn logic export --out {folder}`"
+        )
     io = json.loads(need[1].read_text())
     net = IntegerMLP.from_dict(json.loads(need[2].read_text()))
     src = io.get("data", {})
@@ -113,7 +123,9 @@ def run_verify(args: argparse.Namespace) -> int:
     data = load_features(args.data, src.get("downsample", 4), src.get("seed", 0))
     x = data.x_check[: args.limit] if args.limit else data.x_check
     if x.shape[1] != io["input"]["features"]:
-        raise ConfigError(f"the design takes {io['input']['features']} features, {args.data} gives {x.shape[1]}")
+        raise ConfigError(
+            f"the design takes {io['input']['features']} features, {args.data} gives {x.shape[1]}"
+        )
     lo = torch.tensor(io["input"]["lo"], dtype=torch.float32)
     scale = torch.tensor(io["input"]["scale"], dtype=torch.float32)
     top = 2 ** io["input"]["bits_per_feature"] - 1

@@ -7,6 +7,10 @@ from frugalnn.experiments import register
 from frugalnn.experiments.logic_flatten.protocol import run as _run
 
 
-@register("logic-flatten", "flattened logic MLPs: area, clock, energy, bit-exact proof, hardware-aware training", order=75)
+@register(
+    "logic-flatten",
+    "flattened logic MLPs: area, clock, energy, bit-exact proof, hardware-aware training",
+    order=75,
+)
 def run(out_dir, quick, seed, **options):
     return _run(out_dir, quick, seed, **options)

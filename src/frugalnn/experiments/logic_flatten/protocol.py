@@ -8,6 +8,7 @@ from pathlib import Path
 
 import torch
 
+from frugalnn.core.report import write_record
 from frugalnn.experiments.logic_flatten.report import headline, write_report
 from frugalnn.methods.logic_flatten import LogicFlattenConfig, flatten, load_features, train_logic_mlp
 from frugalnn.methods.logic_flatten.sim import simulate_design
@@ -77,35 +78,53 @@ def run(out_dir: Path, quick: bool, seed: int, **options) -> list[dict]:
     sims: list[dict] = []
     identities = {}
     start = time.perf_counter()
+
+    def progress(rows: list[dict], sims: list[dict]) -> None:
+        """Partial results on disk after every design (a long run can be read while it goes)."""
+        write_record(
+            out_dir / "progress.json",
+            {"rows": rows, "simulators": sims, "seconds": time.perf_counter() - start},
+        )
+
     for name in plan["datasets"]:
         data = load_features(name, 4, seed)
         identities[name] = {**data.identity, "check_inputs": data.check_source}
         epochs = plan["epochs"] if name == "digits" else plan["fashion_epochs"]
-        base = LogicFlattenConfig(data=name, hidden=tuple(plan["hidden"][name]), epochs=epochs, qat_epochs=epochs, seed=seed)
+        base = LogicFlattenConfig(
+            data=name, hidden=tuple(plan["hidden"][name]), epochs=epochs, qat_epochs=epochs, seed=seed
+        )
         trained = {}
         for penalty in plan["penalties"]:
             cfg = replace(base, csd_penalty=penalty).validate()
             model = train_logic_mlp(cfg, data)
             design, record = flatten(model, cfg, measure_inputs=data.x_test)
-            acc = float((design.net.forward(model.input_codes(data.x_test).numpy())["pred"] == data.y_test.numpy()).mean())
+            acc = float(
+                (
+                    design.net.forward(model.input_codes(data.x_test).numpy())["pred"] == data.y_test.numpy()
+                ).mean()
+            )
             variant = "plain" if penalty == 0 else f"hw-aware λ={penalty:g}"
             check = _verify(design, model, data.x_check)
             rows.append(_row(name, variant, "no", "csd", acc, design, record, check))
-            trained[penalty] = (model, cfg, acc)
+            trained[penalty] = (model, cfg, acc, design.hardware)
+            progress(rows, sims)
         for penalty in (0.0, plan["hw_penalty"]):
             if penalty not in trained:
                 continue
-            model, cfg, acc = trained[penalty]
+            model, cfg, acc, comb = trained[penalty]
             variant = "plain" if penalty == 0 else f"hw-aware λ={penalty:g}"
             retimes = ("levelised", "abc") if penalty == 0 else ("levelised",)
             for retime in retimes:
                 pcfg = replace(cfg, pipeline_ns=plan["pipeline_ns"], retime=retime)
-                design, record = flatten(model, pcfg.validate(), measure_inputs=data.x_test)
+                design, record = flatten(
+                    model, pcfg.validate(), measure_inputs=data.x_test, combinational=comb
+                )
                 check = _verify(design, model, data.x_check)
                 rows.append(_row(name, variant, retime, "csd", acc, design, record, check))
+                progress(rows, sims)
                 if retime == "levelised" and penalty == 0:
                     sims.append({"data": name, "design": "pipelined", **check})
-        model, cfg, acc = trained[0.0]
+        model, cfg, acc, _ = trained[0.0]
         scfg = replace(cfg, multiplier="synth").validate()
         design, record = flatten(model, scfg, measure_inputs=data.x_test)
         check = _verify(design, model, data.x_check)
@@ -114,5 +133,5 @@ def run(out_dir: Path, quick: bool, seed: int, **options) -> list[dict]:
         sims.append({"data": name, "design": "combinational, synth multipliers", **check, **iv})
     seconds = time.perf_counter() - start
     write_report(out_dir, rows, sims, plan, seed, identities, seconds, quick)
+    (out_dir / "progress.json").unlink(missing_ok=True)
     return headline(rows, plan)
-

@@ -45,7 +45,12 @@ def headline(rows: list[dict], plan: dict) -> list[dict]:
             }
         )
         piped = next(
-            (r for r in rows if r["data"] == data and r["variant"] == "plain" and r["pipelined"] == "levelised"), None
+            (
+                r
+                for r in rows
+                if r["data"] == data and r["variant"] == "plain" and r["pipelined"] == "levelised"
+            ),
+            None,
         )
         if piped:
             gain = plain["clock_ns"] / piped["clock_ns"]

@@ -67,7 +67,9 @@ def io_spec(g: Graph, model: LogicMLP, latency: int) -> dict:
         "reset": None,
         "reset_note": "no reset: the pipeline holds data only; outputs are valid latency_cycles after the first input",
         "latency_cycles": latency,
-        "throughput": "one inference per clock cycle" if latency else "combinational: one inference per critical path",
+        "throughput": "one inference per clock cycle"
+        if latency
+        else "combinational: one inference per critical path",
     }
 
 
@@ -103,7 +105,7 @@ def pipeline(
     budget = max((target - floor) / unit_ns, 1e-3)
     history = []
     best = None
-    for attempt in range(tries):
+    for _ in range(tries):
         stages, n = levelise(g, budget)
         verilog = emit_verilog(g, stages, n)
         hw, _ = measure(verilog, n, codes, g.input_bits, g.logit_width)
@@ -115,12 +117,24 @@ def pipeline(
             break
         budget *= max(0.3, (target - floor) / max(hw.clock_ns - floor, 1e-3))
     verilog, hw = best
-    info = {"method": "levelised", "target_ns": target, "tries": history, "register_bits": register_bits(verilog)}
+    info = {
+        "method": "levelised",
+        "target_ns": target,
+        "tries": history,
+        "register_bits": register_bits(verilog),
+    }
     if cfg.retime == "abc":
         n = hw.latency_cycles
         verilog = emit_verilog(g, output_registers=n)
-        hw, _ = measure(verilog, n, codes, g.input_bits, g.logit_width, pre_map=f"abc -dff -D {int(target * 1000)}")
-        info = {"method": "abc", "target_ns": target, "stages": n, "register_bits_before": register_bits(verilog)}
+        hw, _ = measure(
+            verilog, n, codes, g.input_bits, g.logit_width, pre_map=f"abc -dff -D {int(target * 1000)}"
+        )
+        info = {
+            "method": "abc",
+            "target_ns": target,
+            "stages": n,
+            "register_bits_before": register_bits(verilog),
+        }
     return verilog, hw, info
 
 
@@ -130,12 +144,14 @@ def flatten(
     calib: torch.Tensor | None = None,
     measure_inputs: torch.Tensor | None = None,
     synthesize: bool = True,
+    combinational: Hardware | None = None,
 ) -> tuple[LogicDesign, dict]:
     """A Flatten/Linear/ReLU network -> its flattened-logic design and a record.
 
     ``calib``: float inputs to calibrate a float model's quantisers (ignored for a calibrated LogicMLP);
     ``measure_inputs``: float inputs whose activity gives the energy (default ``calib``);
-    ``synthesize``: run yosys / OpenSTA (always done when ``pipeline_ns`` is set).
+    ``synthesize``: run yosys / OpenSTA (always done when ``pipeline_ns`` is set);
+    ``combinational``: the figures of this network's combinational design, if already measured.
     """
     cfg = config.validate()
     if cfg.pipeline_ns is not None:
@@ -158,7 +174,7 @@ def flatten(
         if source is None:
             raise ConfigError("synthesis measures energy on real inputs: pass measure_inputs= or calib=")
         codes = m.input_codes(source).numpy()[:8192]
-        comb, _ = measure(verilog, 0, codes, g.input_bits, g.logit_width)
+        comb = combinational or measure(verilog, 0, codes, g.input_bits, g.logit_width)[0]
         design.hardware = design.combinational = comb
         if cfg.pipeline_ns is not None:
             design.verilog, design.hardware, design.pipeline = pipeline(g, cfg, comb, codes)

@@ -38,7 +38,9 @@ class Hardware:
 FAST_ABC = "strash; dc2; map; topo\n"
 
 
-def synthesize_design(verilog: str, pre_map: str = "", timeout_s: float = 1800.0) -> tuple[MappedNetlist, float]:
+def synthesize_design(
+    verilog: str, pre_map: str = "", timeout_s: float = 1800.0
+) -> tuple[MappedNetlist, float]:
     import tempfile
     from pathlib import Path
 
@@ -141,11 +143,15 @@ def _pack_cycle(codes: np.ndarray, bits: int) -> np.ndarray:
 
 def _read(net: Netlist, values: np.ndarray, nets: list[int], lanes: int) -> np.ndarray:
     """Unsigned integers of a bus, per lane."""
-    bits = np.unpackbits(np.ascontiguousarray(values[nets]).view(np.uint8), axis=1, bitorder="little")[:, :lanes].astype(np.int64)
+    bits = np.unpackbits(np.ascontiguousarray(values[nets]).view(np.uint8), axis=1, bitorder="little")[
+        :, :lanes
+    ].astype(np.int64)
     return (bits << np.arange(len(nets))[:, None]).sum(axis=0)
 
 
-def run_gates(net: Netlist, codes: np.ndarray, bits: int, latency: int, words: int, logit_bits: int) -> GateRun:
+def run_gates(
+    net: Netlist, codes: np.ndarray, bits: int, latency: int, words: int, logit_bits: int
+) -> GateRun:
     """Cycle simulation of a mapped design fed one input per cycle in each of 64*words parallel lanes.
 
     Lane j takes inputs j*L .. j*L+L-1 in consecutive cycles (L = ceil(N / lanes)), so toggles between

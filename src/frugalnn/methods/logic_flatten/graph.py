@@ -87,7 +87,9 @@ class Graph:
     def mul(self, src: int, constant: int) -> int:
         a, b = self.nodes[src].lo * constant, self.nodes[src].hi * constant
         lo, hi = min(a, b), max(a, b)
-        return self._add(Node("mul", (src, int(constant)), lo, hi, self.delay_of("mul", signed_width(lo, hi))), (src,))
+        return self._add(
+            Node("mul", (src, int(constant)), lo, hi, self.delay_of("mul", signed_width(lo, hi))), (src,)
+        )
 
     def sum_tree(self, ops: list[Operand], bias: int) -> int:
         """sum of sign * (node << shift) over ``ops`` plus ``bias``, as a tree of two-input adders."""
@@ -130,7 +132,13 @@ class Graph:
         else:
             scaled = self.sum_tree([(self.mul(acc, mult), 0, 1)], 1 << (shift - 1))
         width = self.nodes[scaled].width
-        node = Node("requant", (scaled, int(shift), 2**act_bits - 1), 0, 2**act_bits - 1, self.delay_of("requant", width))
+        node = Node(
+            "requant",
+            (scaled, int(shift), 2**act_bits - 1),
+            0,
+            2**act_bits - 1,
+            self.delay_of("requant", width),
+        )
         return self._add(node, (scaled,))
 
     def argmax(self, logits: list[int]) -> int:
@@ -140,7 +148,9 @@ class Graph:
         level = [self._add(Node("pack", (n, j), 0, 0, 0.0), (n,)) for j, n in enumerate(logits)]
         delay = self.delay_of("amax", self.logit_width)
         while len(level) > 1:
-            nxt = [self._add(Node("amax", (a, b), 0, 0, delay), (a, b)) for a, b in zip(level[::2], level[1::2])]
+            nxt = [
+                self._add(Node("amax", (a, b), 0, 0, delay), (a, b)) for a, b in zip(level[::2], level[1::2])
+            ]
             level = nxt + ([level[-1]] if len(level) % 2 else [])
         return level[0]
 
@@ -164,7 +174,9 @@ def build_graph(net: IntegerMLP, multiplier: str = "csd") -> Graph:
     sources = [g.input(i) for i in range(net.sizes[0])]
     g.inputs = list(sources)
     for index, layer in enumerate(net.layers):
-        accs = [g.neuron(sources, layer.weight[j], int(layer.bias[j]), multiplier) for j in range(len(layer.bias))]
+        accs = [
+            g.neuron(sources, layer.weight[j], int(layer.bias[j]), multiplier) for j in range(len(layer.bias))
+        ]
         if index == len(net.layers) - 1:
             g.logits = accs
         else:

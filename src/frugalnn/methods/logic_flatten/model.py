@@ -32,7 +32,11 @@ _SKIPPED = (nn.Dropout, nn.Identity, nn.Flatten)
 def linear_stack(model: nn.Module) -> list[nn.Linear]:
     """The Linear layers of a model made of Flatten / Linear / ReLU, in order; names any other layer."""
     leaves = [(name, m) for name, m in model.named_modules() if not list(m.children())]
-    bad = [f"{name} ({type(m).__name__})" for name, m in leaves if not isinstance(m, (nn.Linear, nn.ReLU, *_SKIPPED))]
+    bad = [
+        f"{name} ({type(m).__name__})"
+        for name, m in leaves
+        if not isinstance(m, (nn.Linear, nn.ReLU, *_SKIPPED))
+    ]
     if bad:
         raise UnsupportedModelError(
             f"the logic generator cannot express {', '.join(bad[:5])}; it takes MLPs of {SUPPORTED} "
@@ -215,7 +219,12 @@ class IntegerMLP:
     @classmethod
     def from_dict(cls, d: dict) -> IntegerMLP:
         layers = [
-            IntLayer(*(None if rec[k] is None else np.asarray(rec[k], dtype=np.int64) for k in ("weight", "bias", "multiplier", "shift")))
+            IntLayer(
+                *(
+                    None if rec[k] is None else np.asarray(rec[k], dtype=np.int64)
+                    for k in ("weight", "bias", "multiplier", "shift")
+                )
+            )
             for rec in d["layers"]
         ]
         return cls(layers, int(d["input_bits"]), int(d["act_bits"]), int(d["weight_bits"]))
@@ -231,7 +240,9 @@ def requant_constants(ratio: np.ndarray, bits: int) -> tuple[np.ndarray, np.ndar
     mult[over] >>= 1
     shift[over] -= 1
     if (shift < 1).any():
-        raise ConfigError("a requantisation ratio is >= 2^(requant_bits - 1); activation scales are degenerate")
+        raise ConfigError(
+            "a requantisation ratio is >= 2^(requant_bits - 1); activation scales are degenerate"
+        )
     return mult, shift
 
 

@@ -48,9 +48,9 @@ def _testbench(n: int, in_width: int, n_classes: int, logit_width: int, index_bi
     clocked = latency > 0
     step = (
         "      #1 clk = 1;\n      #1 clk = 0;\n"
-        f"      if (i >= {latency - 1}) $fdisplay(f, \"%h %h\", y, logits);\n"
+        f'      if (i >= {latency - 1}) $fdisplay(f, "%h %h", y, logits);\n'
         if clocked
-        else "      #1;\n      $fdisplay(f, \"%h %h\", y, logits);\n"
+        else '      #1;\n      $fdisplay(f, "%h %h", y, logits);\n'
     )
     return f"""`timescale 1ns/1ps
 module tb;
@@ -111,8 +111,21 @@ def simulate_design(
             run_tool(["vvp", "-n", "sim.vvp"], work, "the testbench", timeout_s)
         else:
             run_tool(
-                ["verilator", "--binary", "-j", "1", "-Wno-fatal", "-Wno-lint", "-Wno-style", "--top-module", "tb",
-                 "-O2", "--Mdir", "obj", *sources],
+                [
+                    "verilator",
+                    "--binary",
+                    "-j",
+                    "1",
+                    "-Wno-fatal",
+                    "-Wno-lint",
+                    "-Wno-style",
+                    "--top-module",
+                    "tb",
+                    "-O2",
+                    "--Mdir",
+                    "obj",
+                    *sources,
+                ],
                 work,
                 "the design",
                 timeout_s,

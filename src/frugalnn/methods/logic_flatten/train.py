@@ -63,14 +63,20 @@ def load_features(name: str, downsample: int = 4, seed: int = 0) -> FeatureData:
         flat = [F.avg_pool2d(t, downsample).reshape(len(t), -1) for t in (d.x_train, d.x_val, d.x_test)]
         check = flat[2]
         source = "Fashion-MNIST test split (10,000 images)"
-    identity = {**d.identity, "features": int(flat[0].shape[1]), "downsample": downsample if name != "digits" else 1}
+    identity = {
+        **d.identity,
+        "features": int(flat[0].shape[1]),
+        "downsample": downsample if name != "digits" else 1,
+    }
     return FeatureData(name, flat[0], d.y_train, flat[1], d.y_val, flat[2], d.y_test, check, source, identity)
 
 
 def logic_cost(model: LogicMLP) -> torch.Tensor:
     """Mean CSD-digit surrogate over every weight of the network (differentiable in the weights)."""
     q = qmax(model.weight_bits)
-    costs = [csd_cost_surrogate(layer.weight / model.weight_scale(i), q) for i, layer in enumerate(model.layers)]
+    costs = [
+        csd_cost_surrogate(layer.weight / model.weight_scale(i), q) for i, layer in enumerate(model.layers)
+    ]
     return torch.cat([c.reshape(-1) for c in costs]).mean()
 
 
