@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from frugalnn.methods.logic_flatten.flow import min_period_ns, run_gates, synthesize_design
+from frugalnn.methods.logic_flatten.flow import _split_concats, min_period_ns, run_gates, synthesize_design
 from frugalnn.methods.logic_flatten.graph import build_graph
 from frugalnn.methods.logic_flatten.model import IntegerMLP, IntLayer
 from frugalnn.methods.logic_flatten.sim import simulate_design
@@ -77,3 +77,15 @@ def test_mapped_netlist_equals_integer_model_combinational_and_pipelined():
         assert bool(mapped.netlist.seq) == (latency > 0)
         periods.append(min_period_ns(mapped)[0])
     assert 0 < periods[1] < periods[0] / 2  # OpenSTA: registers cut the critical path
+
+
+def test_yosys_concatenation_assigns_are_split_bit_by_bit_for_opensta():
+    text = "  wire [2:0] b;\n  assign { a[5], a[3:1] } = { 1'h0, b };\n  assign c = d;\n"
+    out = _split_concats(text)
+    assert "{" not in out and "assign c = d;" in out
+    assert [ln.strip() for ln in out.splitlines() if "a[" in ln] == [
+        "assign a[5] = 1'b0;",
+        "assign a[3] = b[2];",
+        "assign a[2] = b[1];",
+        "assign a[1] = b[0];",
+    ]

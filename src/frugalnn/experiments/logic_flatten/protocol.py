@@ -21,15 +21,19 @@ FULL = {
     "pipeline_ns": 2.0,
     "epochs": 40,
     "fashion_epochs": 15,
+    "abc_retime": True,
+    "compare_synth_multiplier": True,
 }
 QUICK = {
     "datasets": ("digits",),
-    "hidden": {"digits": (8,), "fashion-mnist": (8,)},
+    "hidden": {"digits": (4,), "fashion-mnist": (4,)},
     "penalties": (0.0, 1.0),
     "hw_penalty": 1.0,
     "pipeline_ns": 2.0,
     "epochs": 30,
     "fashion_epochs": 5,
+    "abc_retime": False,
+    "compare_synth_multiplier": False,
 }
 
 
@@ -113,7 +117,7 @@ def run(out_dir: Path, quick: bool, seed: int, **options) -> list[dict]:
                 continue
             model, cfg, acc, comb = trained[penalty]
             variant = "plain" if penalty == 0 else f"hw-aware λ={penalty:g}"
-            retimes = ("levelised", "abc") if penalty == 0 else ("levelised",)
+            retimes = ("levelised", "abc") if penalty == 0 and plan["abc_retime"] else ("levelised",)
             for retime in retimes:
                 pcfg = replace(cfg, pipeline_ns=plan["pipeline_ns"], retime=retime)
                 design, record = flatten(
@@ -124,6 +128,8 @@ def run(out_dir: Path, quick: bool, seed: int, **options) -> list[dict]:
                 progress(rows, sims)
                 if retime == "levelised" and penalty == 0:
                     sims.append({"data": name, "design": "pipelined", **check})
+        if not plan["compare_synth_multiplier"]:
+            continue
         model, cfg, acc, _ = trained[0.0]
         scfg = replace(cfg, multiplier="synth").validate()
         design, record = flatten(model, scfg, measure_inputs=data.x_test)

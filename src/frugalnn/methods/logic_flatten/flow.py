@@ -56,14 +56,22 @@ _ASSIGN = re.compile(r"^(\s*)assign\s+(.+?)\s*=\s*(.+?);\s*$", re.M)
 _ITEM = re.compile(r"(\d+)'([hbd])([0-9a-fA-F_]+)|([^\s,{}\[\]]+)(?:\[(\d+)(?::(\d+))?\])?")
 
 
-def _bits(expr: str) -> list[str]:
-    """One reference per bit, MSB first, of a yosys ``write_verilog`` operand or concatenation."""
+_DECL = re.compile(r"^\s*(?:wire|reg|input|output|inout)\s+(?:\[(\d+):(\d+)\]\s+)?([^\s;]+)\s*;", re.M)
+
+
+def _bits(expr: str, ranges: dict[str, tuple[int, int]]) -> list[str]:
+    """One reference per bit, MSB first, of a yosys ``write_verilog`` operand or concatenation
+    (``ranges``: declared [msb, lsb] of every vector)."""
     out: list[str] = []
     for m in _ITEM.finditer(expr):
         if m.group(1):
             width, base, digits = int(m.group(1)), m.group(2), m.group(3).replace("_", "")
             value = int(digits, {"h": 16, "b": 2, "d": 10}[base])
             out += [f"1'b{(value >> k) & 1}" for k in range(width - 1, -1, -1)]
+        elif m.group(5) is None and m.group(4) in ranges:
+            hi, lo = ranges[m.group(4)]
+            step = -1 if hi >= lo else 1
+            out += [f"{m.group(4)}[{k}]" for k in range(hi, lo + step, step)]
         elif m.group(5) is None:
             out.append(m.group(4))
         else:
@@ -77,11 +85,12 @@ def _bits(expr: str) -> list[str]:
 def _split_concats(verilog: str) -> str:
     """``assign { a[8], a[0] } = { b, 1'h0 };`` (yosys ties bits together) as one assign per bit:
     OpenSTA 2019's Verilog reader takes no concatenation."""
+    ranges = {m.group(3): (int(m.group(1)), int(m.group(2))) for m in _DECL.finditer(verilog) if m.group(1)}
 
     def one(m: re.Match) -> str:
         if "{" not in m.group(0):
             return m.group(0)
-        lhs, rhs = _bits(m.group(2)), _bits(m.group(3))
+        lhs, rhs = _bits(m.group(2), ranges), _bits(m.group(3), ranges)
         if len(lhs) != len(rhs):
             raise ToolError(f"cannot split the yosys assign {m.group(0).strip()!r} into bits")
         return "\n".join(f"{m.group(1)}assign {a} = {b};" for a, b in zip(lhs, rhs))
