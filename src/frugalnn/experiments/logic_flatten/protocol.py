@@ -16,24 +16,24 @@ from frugalnn.methods.logic_flatten.sim import simulate_design
 FULL = {
     "datasets": ("digits", "fashion-mnist"),
     "hidden": {"digits": (16,), "fashion-mnist": (16,)},
-    "penalties": (0.0, 0.3, 1.0, 3.0),
+    "penalties": {"digits": (0.0, 1.0, 3.0), "fashion-mnist": (0.0, 1.0)},
     "hw_penalty": 1.0,
     "pipeline_ns": 2.0,
     "epochs": 40,
     "fashion_epochs": 15,
-    "abc_retime": True,
-    "compare_synth_multiplier": True,
+    "abc_retime": ("digits",),
+    "compare_synth_multiplier": ("digits",),
 }
 QUICK = {
     "datasets": ("digits",),
     "hidden": {"digits": (4,), "fashion-mnist": (4,)},
-    "penalties": (0.0, 1.0),
+    "penalties": {"digits": (0.0, 1.0), "fashion-mnist": (0.0, 1.0)},
     "hw_penalty": 1.0,
     "pipeline_ns": 2.0,
     "epochs": 30,
     "fashion_epochs": 5,
-    "abc_retime": False,
-    "compare_synth_multiplier": False,
+    "abc_retime": (),
+    "compare_synth_multiplier": (),
 }
 
 
@@ -98,7 +98,7 @@ def run(out_dir: Path, quick: bool, seed: int, **options) -> list[dict]:
             data=name, hidden=tuple(plan["hidden"][name]), epochs=epochs, qat_epochs=epochs, seed=seed
         )
         trained = {}
-        for penalty in plan["penalties"]:
+        for penalty in plan["penalties"][name]:
             cfg = replace(base, csd_penalty=penalty).validate()
             model = train_logic_mlp(cfg, data)
             design, record = flatten(model, cfg, measure_inputs=data.x_test)
@@ -117,7 +117,7 @@ def run(out_dir: Path, quick: bool, seed: int, **options) -> list[dict]:
                 continue
             model, cfg, acc, comb = trained[penalty]
             variant = "plain" if penalty == 0 else f"hw-aware λ={penalty:g}"
-            retimes = ("levelised", "abc") if penalty == 0 and plan["abc_retime"] else ("levelised",)
+            retimes = ("levelised", "abc") if penalty == 0 and name in plan["abc_retime"] else ("levelised",)
             for retime in retimes:
                 pcfg = replace(cfg, pipeline_ns=plan["pipeline_ns"], retime=retime)
                 design, record = flatten(
@@ -128,7 +128,7 @@ def run(out_dir: Path, quick: bool, seed: int, **options) -> list[dict]:
                 progress(rows, sims)
                 if retime == "levelised" and penalty == 0:
                     sims.append({"data": name, "design": "pipelined", **check})
-        if not plan["compare_synth_multiplier"]:
+        if name not in plan["compare_synth_multiplier"]:
             continue
         model, cfg, acc, _ = trained[0.0]
         scfg = replace(cfg, multiplier="synth").validate()

@@ -95,7 +95,7 @@ def check_size(g: Graph, cfg: LogicFlattenConfig) -> int:
 
 
 def pipeline(
-    g: Graph, cfg: LogicFlattenConfig, comb: Hardware, codes: np.ndarray, tries: int = 3
+    g: Graph, cfg: LogicFlattenConfig, comb: Hardware, codes: np.ndarray, tries: int = 2
 ) -> tuple[str, Hardware, dict]:
     """Registers for cfg.pipeline_ns: our levelised stages (re-budgeted from each try's measured clock),
     or the levelised stage count as output registers retimed by abc (``abc -dff -D``)."""
