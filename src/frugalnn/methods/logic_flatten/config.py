@@ -16,7 +16,7 @@ class LogicFlattenConfig(MethodConfig):
     METHOD = "logic-flatten"
     PRESETS = {
         "paper": {"multiplier": "csd", "csd_penalty": 0.0, "pipeline_ns": None},
-        "ours": {"multiplier": "csd", "csd_penalty": 0.02, "pipeline_ns": 2.0, "retime": "levelised"},
+        "ours": {"multiplier": "csd", "csd_penalty": 1.0, "pipeline_ns": 2.0, "retime": "levelised"},
     }
 
     data: str = option(

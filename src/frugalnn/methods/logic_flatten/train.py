@@ -1,6 +1,7 @@
 """Data for the logic MLPs and their training: float epochs, calibration, then quantisation-aware epochs
-with the hardware-aware penalty  loss = CE + lambda * mean_w cost(w / s_w),  cost = the piecewise-linear
-CSD digit count of the weight's code (``csd.csd_cost_surrogate``): the adders a weight costs in logic."""
+with the hardware-aware penalty  loss = CE + lambda * mean_w cost(w / s_w),  cost(c) = the piecewise-linear
+CSD digit count of the code c (``csd.csd_cost_surrogate``: the adders a weight costs in logic) + |c| / qmax
+(the width those adders need)."""
 
 from __future__ import annotations
 
@@ -71,12 +72,16 @@ def load_features(name: str, downsample: int = 4, seed: int = 0) -> FeatureData:
     return FeatureData(name, flat[0], d.y_train, flat[1], d.y_val, flat[2], d.y_test, check, source, identity)
 
 
-def logic_cost(model: LogicMLP) -> torch.Tensor:
-    """Mean CSD-digit surrogate over every weight of the network (differentiable in the weights)."""
+def logic_cost(model: LogicMLP, magnitude_weight: float = 1.0) -> torch.Tensor:
+    """Mean logic cost over every weight (differentiable in the weights): the CSD-digit surrogate (adders
+    per weight) plus ``magnitude_weight * |code| / qmax`` (a larger constant shifts its terms further, so
+    its adders are wider; without this term, codes 1, 2 and 4 are all local minima of the digit count and
+    the penalty stalls at powers of two instead of reaching zero)."""
     q = qmax(model.weight_bits)
-    costs = [
-        csd_cost_surrogate(layer.weight / model.weight_scale(i), q) for i, layer in enumerate(model.layers)
-    ]
+    costs = []
+    for i, layer in enumerate(model.layers):
+        scaled = layer.weight / model.weight_scale(i)
+        costs.append(csd_cost_surrogate(scaled, q) + magnitude_weight * scaled.abs().clamp(max=q) / q)
     return torch.cat([c.reshape(-1) for c in costs]).mean()
 
 
