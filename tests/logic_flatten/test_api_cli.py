@@ -1,12 +1,14 @@
+import contextlib
+import io
 import json
 import subprocess
-import sys
 
 import pytest
 import torch
 from torch import nn
 
 import frugalnn
+from frugalnn.cli import main
 from frugalnn.core.config import FieldError
 from frugalnn.errors import UnsupportedModelError
 from frugalnn.methods.logic_flatten import LogicFlattenConfig, LogicMLP, save_logic_mlp
@@ -48,10 +50,12 @@ def test_bad_inputs_raise_named_errors():
         LogicFlattenConfig(retime="abc").validate()
 
 
-def _cli(*args, cwd=None):
-    return subprocess.run(
-        [sys.executable, "-m", "frugalnn.cli", *args], capture_output=True, text=True, cwd=cwd
-    )
+def _cli(*args):
+    """The CLI in-process (argument parsing, FrugalError -> one line + exit 2 included)."""
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        code = main(list(args))
+    return subprocess.CompletedProcess(args, code, out.getvalue(), err.getvalue())
 
 
 def test_cli_bad_inputs_exit_2_with_one_line(tmp_path):

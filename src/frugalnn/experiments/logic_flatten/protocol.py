@@ -23,6 +23,8 @@ FULL = {
     "fashion_epochs": 15,
     "abc_retime": ("digits",),
     "compare_synth_multiplier": ("digits",),
+    "simulator": "verilator",
+    "check_limit": None,
 }
 QUICK = {
     "datasets": ("digits",),
@@ -34,6 +36,8 @@ QUICK = {
     "fashion_epochs": 5,
     "abc_retime": (),
     "compare_synth_multiplier": (),
+    "simulator": "verilator",
+    "check_limit": None,
 }
 
 
@@ -108,11 +112,11 @@ def run(out_dir: Path, quick: bool, seed: int, **options) -> list[dict]:
                 ).mean()
             )
             variant = "plain" if penalty == 0 else f"hw-aware λ={penalty:g}"
-            check = _verify(design, model, data.x_check)
+            check = _verify(design, model, data.x_check, plan["simulator"], plan["check_limit"])
             rows.append(_row(name, variant, "no", "csd", acc, design, record, check))
             trained[penalty] = (model, cfg, acc, design.hardware)
             progress(rows, sims)
-        for penalty in (0.0, plan["hw_penalty"]):
+        for penalty in sorted({0.0, plan["hw_penalty"]}):
             if penalty not in trained:
                 continue
             model, cfg, acc, comb = trained[penalty]
@@ -123,7 +127,7 @@ def run(out_dir: Path, quick: bool, seed: int, **options) -> list[dict]:
                 design, record = flatten(
                     model, pcfg.validate(), measure_inputs=data.x_test, combinational=comb
                 )
-                check = _verify(design, model, data.x_check)
+                check = _verify(design, model, data.x_check, plan["simulator"], plan["check_limit"])
                 rows.append(_row(name, variant, retime, "csd", acc, design, record, check))
                 progress(rows, sims)
                 if retime == "levelised" and penalty == 0:
@@ -133,9 +137,10 @@ def run(out_dir: Path, quick: bool, seed: int, **options) -> list[dict]:
         model, cfg, acc, _ = trained[0.0]
         scfg = replace(cfg, multiplier="synth").validate()
         design, record = flatten(model, scfg, measure_inputs=data.x_test)
-        check = _verify(design, model, data.x_check)
+        check = _verify(design, model, data.x_check, plan["simulator"], plan["check_limit"])
         rows.append(_row(name, "plain", "no", "synth", acc, design, record, check))
         iv = _verify(design, model, data.x_check, "iverilog", limit=2000)
+        iv = {"iverilog_mismatches": iv.pop("mismatches"), "iverilog_inputs": iv.pop("inputs_checked"), **iv}
         sims.append({"data": name, "design": "combinational, synth multipliers", **check, **iv})
     seconds = time.perf_counter() - start
     write_report(out_dir, rows, sims, plan, seed, identities, seconds, quick)

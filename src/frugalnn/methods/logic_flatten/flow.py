@@ -235,6 +235,9 @@ def measure(
     mapped, synth_s = synthesize_design(verilog, pre_map)
     period, start, end = min_period_ns(mapped)
     words = max(1, min(4, len(codes) // (64 * (latency + 16))))
+    need = 64 * words * (latency + 16)  # every lane streams >= 16 inferences once the pipeline is full
+    if len(codes) < need:
+        codes = np.resize(np.asarray(codes), (need, np.shape(codes)[1]))  # the real inputs, repeated
     run = run_gates(mapped.netlist, codes, bits, latency, words, logit_bits)
     energy = energy_per_inference(mapped, run, period)
     hw = Hardware(
