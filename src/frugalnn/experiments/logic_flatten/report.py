@@ -119,7 +119,7 @@ def write_report(out_dir, rows, sims, plan, seed, identities, seconds, quick) ->
         "",
         "## Simulators (RTL of the design, inputs per second; build = compile time)",
         "",
-        markdown_table(sims),
+        markdown_table(sims, columns=list(dict.fromkeys(k for r in sims for k in r))),
         "",
         "## Headline",
         "",

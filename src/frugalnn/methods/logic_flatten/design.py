@@ -20,6 +20,7 @@ from frugalnn.methods.logic_flatten.graph import Graph, adder_count, build_graph
 from frugalnn.methods.logic_flatten.model import IntegerMLP, LogicMLP, to_integer
 from frugalnn.methods.logic_flatten.verilog import emit_verilog, levelise, register_bits
 
+ABC_RETIME_TIMEOUT_S = 900.0  # abc's retiming runs its full script over the whole flattened design
 CELLS_PER_ADDER = 12  # measured: ~12 OSU018 cells per two-input adder of these designs
 
 
@@ -127,7 +128,13 @@ def pipeline(
         n = hw.latency_cycles
         verilog = emit_verilog(g, output_registers=n)
         hw, _ = measure(
-            verilog, n, codes, g.input_bits, g.logit_width, pre_map=f"abc -dff -D {int(target * 1000)}"
+            verilog,
+            n,
+            codes,
+            g.input_bits,
+            g.logit_width,
+            pre_map=f"abc -dff -D {int(target * 1000)}",
+            timeout_s=ABC_RETIME_TIMEOUT_S,
         )
         info = {
             "method": "abc",

@@ -229,10 +229,16 @@ def energy_per_inference(mapped: MappedNetlist, run: GateRun, clock_ns: float) -
 
 
 def measure(
-    verilog: str, latency: int, codes: np.ndarray, bits: int, logit_bits: int, pre_map: str = ""
+    verilog: str,
+    latency: int,
+    codes: np.ndarray,
+    bits: int,
+    logit_bits: int,
+    pre_map: str = "",
+    timeout_s: float = 1800.0,
 ) -> tuple[Hardware, MappedNetlist]:
     """Synthesise, time, and measure energy on ``codes`` (a few thousand real inputs are plenty)."""
-    mapped, synth_s = synthesize_design(verilog, pre_map)
+    mapped, synth_s = synthesize_design(verilog, pre_map, timeout_s)
     period, start, end = min_period_ns(mapped)
     words = max(1, min(4, len(codes) // (64 * (latency + 16))))
     need = 64 * words * (latency + 16)  # every lane streams >= 16 inferences once the pipeline is full
