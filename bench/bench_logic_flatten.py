@@ -1,5 +1,5 @@
 """Full logic-flatten experiment (issue 17): digits and average-pooled Fashion-MNIST MLPs as flattened
-logic, plain vs hardware-aware, combinational vs pipelined; writes docs/results/logic_flatten/.
+logic, plain vs hardware-aware, combinational vs pipelined; writes docs/results/logic_flatten/<data>/.
 
 Run with one thread: ``/work/bin/cpuslot python bench/bench_logic_flatten.py`` (about an hour on a
 shared 2-core machine; most of it is yosys + abc).
@@ -22,6 +22,7 @@ OUT = Path(__file__).resolve().parents[1] / "docs" / "results" / "logic_flatten"
 
 if __name__ == "__main__":
     torch.set_num_threads(1)
-    datasets = tuple(sys.argv[1:]) or ("digits", "fashion-mnist")
-    rows = run(OUT, quick=False, seed=0, datasets=datasets)
-    print(json.dumps(rows, indent=1))
+    # one report folder per data set, so each data set's results stand on their own
+    for name in sys.argv[1:] or ("digits", "fashion-mnist"):
+        rows = run(OUT / name, quick=False, seed=0, datasets=(name,))
+        print(json.dumps(rows, indent=1), flush=True)
