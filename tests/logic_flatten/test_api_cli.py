@@ -42,7 +42,9 @@ def test_bad_inputs_raise_named_errors():
     with pytest.raises(UnsupportedModelError, match="Conv2d"):
         frugalnn.apply(cnn, LogicFlattenConfig(), calib=x, synthesize=False)
     big = nn.Sequential(nn.Linear(16, 64), nn.ReLU(), nn.Linear(64, 10))
-    with pytest.raises(FieldError, match=r"max_adders is 50, but this network needs \d+ two-input adders"):
+    with pytest.raises(
+        FieldError, match=r"max_adders is 50, but the 16-64-10 network needs \d+ two-input adders"
+    ):
         frugalnn.apply(big, LogicFlattenConfig(max_adders=50), calib=x, synthesize=False)
     with pytest.raises(FieldError, match="pipeline_ns is 0.05 ns, below one register plus one cell delay"):
         frugalnn.apply(_mlp(), LogicFlattenConfig(pipeline_ns=0.05), calib=torch.randn(9, 6))

@@ -50,7 +50,9 @@ class LogicFlattenConfig(MethodConfig):
         "pipelining: our levelised registers, or yosys/abc retiming",
         choices=("levelised", "abc"),
     )
-    max_adders: int = option(60000, "largest design (two-input adders) handed to synthesis", low=1)
+    max_adders: int = option(
+        10000, "largest design (two-input adders, ~30 cells each) handed to synthesis", low=1
+    )
     seed: int = option(0, "random seed")
 
     def check(self) -> None:

@@ -21,7 +21,7 @@ from frugalnn.methods.logic_flatten.model import IntegerMLP, LogicMLP, to_intege
 from frugalnn.methods.logic_flatten.verilog import emit_verilog, levelise, register_bits
 
 ABC_RETIME_TIMEOUT_S = 600.0  # abc's retiming runs its full script over the whole flattened design
-CELLS_PER_ADDER = 12  # measured: ~12 OSU018 cells per two-input adder of these designs
+CELLS_PER_ADDER = 30  # measured: 31-39 OSU018 cells per two-input adder of the digits MLPs
 
 
 @dataclass
@@ -83,14 +83,14 @@ def as_logic_mlp(model: nn.Module, cfg: LogicFlattenConfig, calib: torch.Tensor 
     return m.calibrate(calib)
 
 
-def check_size(g: Graph, cfg: LogicFlattenConfig) -> int:
+def check_size(g: Graph, net: IntegerMLP, cfg: LogicFlattenConfig) -> int:
     adders = adder_count(g)
     if adders > cfg.max_adders:
         raise FieldError(
             "max_adders",
-            f"is {cfg.max_adders}, but this network needs {adders} two-input adders (~{adders * CELLS_PER_ADDER:,} "
-            f"cells, layer sizes {g and '-'.join(map(str, [len(g.inputs)]))}...): too large for yosys in minutes; "
-            "shrink the hidden widths, lower weight_bits, train with csd_penalty > 0, or raise max_adders",
+            f"is {cfg.max_adders}, but the {'-'.join(map(str, net.sizes))} network needs {adders} two-input "
+            f"adders (~{adders * CELLS_PER_ADDER:,} cells): too large for yosys in minutes; shrink the hidden "
+            "widths, lower weight_bits, train with csd_penalty > 0, or raise max_adders",
         )
     return adders
 
@@ -173,7 +173,7 @@ def flatten(
     m = as_logic_mlp(model, cfg, calib)
     net = to_integer(m, cfg.requant_bits)
     g = build_graph(net, cfg.multiplier)
-    adders = check_size(g, cfg)
+    adders = check_size(g, net, cfg)
     verilog = emit_verilog(g)
     design = LogicDesign(net, g, verilog, io_spec(g, m, 0))
     source = measure_inputs if measure_inputs is not None else calib
