@@ -20,7 +20,7 @@ from frugalnn.methods.logic_flatten.graph import Graph, adder_count, build_graph
 from frugalnn.methods.logic_flatten.model import IntegerMLP, LogicMLP, to_integer
 from frugalnn.methods.logic_flatten.verilog import emit_verilog, levelise, register_bits
 
-ABC_RETIME_TIMEOUT_S = 600.0  # abc's retiming runs its full script over the whole flattened design
+ABC_RETIME_TIMEOUT_S = 300.0  # abc's retiming runs its full script over the whole flattened design
 CELLS_PER_ADDER = 30  # measured: 31-39 OSU018 cells per two-input adder of the digits MLPs
 
 
