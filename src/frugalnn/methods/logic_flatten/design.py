@@ -216,5 +216,14 @@ def write_design(design: LogicDesign, record: dict, out: Path) -> Path:
             f"- energy {hw.energy_pj:.2f} pJ per inference (zero-delay activity on real inputs)",
             f"- synthesis {hw.synth_s:.1f} s",
         ]
+    if design.pipeline:
+        target = design.pipeline["target_ns"]
+        met = "met" if hw is not None and hw.clock_ns <= target * 1.02 else "missed"
+        lines.append(f"- pipelined by {design.pipeline['method']} for {target} ns: {met}")
+    if design.combinational is not None and design.combinational is not hw:
+        c = design.combinational
+        lines.append(
+            f"- combinational design: area {c.area:,.0f} um^2, clock {c.clock_ns:.3f} ns, {c.energy_pj:.2f} pJ"
+        )
     atomic_write_text(out / "report.md", "\n".join(lines) + "\n")
     return out
