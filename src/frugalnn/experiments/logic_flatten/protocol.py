@@ -118,38 +118,44 @@ def run(out_dir: Path, quick: bool, seed: int, **options) -> list[dict]:
             rows.append(_row(name, variant, "no", "csd", acc, design, record, check))
             trained[penalty] = (model, cfg, acc, design.hardware)
             progress(rows, sims)
-        for penalty in sorted({0.0, plan["hw_penalty"]}):
-            if penalty not in trained:
-                continue
+        # pipelined: plain and hardware-aware by levelising, then the comparisons (abc retiming last:
+        # it is the slowest and may hit its time limit)
+        jobs = [(p, "levelised") for p in sorted({0.0, plan["hw_penalty"]}) if p in trained]
+        if name in plan["compare_synth_multiplier"]:
+            jobs.append((0.0, "synth-multiplier"))
+        if name in plan["abc_retime"]:
+            jobs.append((0.0, "abc"))
+        for penalty, job in jobs:
             model, cfg, acc, comb = trained[penalty]
             variant = "plain" if penalty == 0 else f"hw-aware λ={penalty:g}"
-            retimes = ("levelised", "abc") if penalty == 0 and name in plan["abc_retime"] else ("levelised",)
-            for retime in retimes:
-                pcfg = replace(cfg, pipeline_ns=plan["pipeline_ns"], retime=retime)
-                try:
-                    design, record = flatten(
-                        model, pcfg.validate(), measure_inputs=data.x_test, combinational=comb
-                    )
-                except ToolError as err:  # abc retiming of the whole design may exceed its time limit
-                    failures.append(
-                        {"data": name, "variant": variant, "pipelined": retime, "error": str(err)[:300]}
-                    )
-                    continue
+            if job == "synth-multiplier":
+                design, record = flatten(
+                    model, replace(cfg, multiplier="synth").validate(), measure_inputs=data.x_test
+                )
                 check = _verify(design, model, data.x_check, plan["simulator"], plan["check_limit"])
-                rows.append(_row(name, variant, retime, "csd", acc, design, record, check))
+                rows.append(_row(name, variant, "no", "synth", acc, design, record, check))
+                iv = _verify(design, model, data.x_check, "iverilog", limit=2000)
+                iv = {
+                    "iverilog_mismatches": iv.pop("mismatches"),
+                    "iverilog_inputs": iv.pop("inputs_checked"),
+                    **iv,
+                }
+                sims.append({"data": name, "design": "combinational, synth multipliers", **check, **iv})
                 progress(rows, sims)
-                if retime == "levelised" and penalty == 0:
-                    sims.append({"data": name, "design": "pipelined", **check})
-        if name not in plan["compare_synth_multiplier"]:
-            continue
-        model, cfg, acc, _ = trained[0.0]
-        scfg = replace(cfg, multiplier="synth").validate()
-        design, record = flatten(model, scfg, measure_inputs=data.x_test)
-        check = _verify(design, model, data.x_check, plan["simulator"], plan["check_limit"])
-        rows.append(_row(name, "plain", "no", "synth", acc, design, record, check))
-        iv = _verify(design, model, data.x_check, "iverilog", limit=2000)
-        iv = {"iverilog_mismatches": iv.pop("mismatches"), "iverilog_inputs": iv.pop("inputs_checked"), **iv}
-        sims.append({"data": name, "design": "combinational, synth multipliers", **check, **iv})
+                continue
+            pcfg = replace(cfg, pipeline_ns=plan["pipeline_ns"], retime=job)
+            try:
+                design, record = flatten(
+                    model, pcfg.validate(), measure_inputs=data.x_test, combinational=comb
+                )
+            except ToolError as err:  # abc retiming of the whole design may exceed its time limit
+                failures.append({"data": name, "variant": variant, "pipelined": job, "error": str(err)[:300]})
+                continue
+            check = _verify(design, model, data.x_check, plan["simulator"], plan["check_limit"])
+            rows.append(_row(name, variant, job, "csd", acc, design, record, check))
+            if job == "levelised" and penalty == 0:
+                sims.append({"data": name, "design": "pipelined", **check})
+            progress(rows, sims)
     seconds = time.perf_counter() - start
     write_report(out_dir, rows, sims + failures, plan, seed, identities, seconds, quick)
     (out_dir / "progress.json").unlink(missing_ok=True)
