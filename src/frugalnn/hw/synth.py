@@ -84,8 +84,13 @@ def synthesize(
     liberty: str | Path | None = None,
     abc_script: str = "",
     timeout_s: float = 600.0,
+    pre_map: str = "",
 ) -> MappedNetlist:
-    """Synthesise Verilog text with yosys + abc onto a Liberty library (default OSU018)."""
+    """Synthesise Verilog text with yosys + abc onto a Liberty library (default OSU018).
+
+    ``pre_map``: extra yosys commands between ``synth`` and the library mapping (e.g. ``abc -dff -D 2000``
+    to retime flip-flops through the logic).
+    """
     if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_$]*", top):
         raise ConfigError(f"top module name {top!r} is not a Verilog identifier")
     if "\n" in abc_script or "\r" in abc_script:
@@ -103,6 +108,7 @@ def synthesize(
             [
                 "read_verilog -sv design.v",
                 f"synth -flatten -top {top}",
+                *([pre_map] if pre_map else []),
                 f"dfflibmap -liberty {lib_path}",
                 abc,
                 "opt_clean -purge",
