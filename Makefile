@@ -52,6 +52,16 @@ bench: setup assets tools
 	$(BENCH) bench/bench_livemind.py latency
 	$(BENCH) bench/bench_livemind.py latency --answer-mode choice --answer-format ""
 	$(BENCH) bench/bench_livemind.py steps
+	$(BENCH) bench/bench_basis_sharing_domains.py
+	$(BENCH) bench/bench_quadratic.py
+	$(BENCH) bench/bench_power_pruning.py
+	PATH=$(CURDIR)/$(VENV)/bin:$$PATH bash docs/results/encodingnet/run_searches.sh
+	$(BENCH) bench/bench_encodingnet.py
+	$(BENCH) bench/bench_logic_flatten.py
+	$(BENCH) bench/bench_basisn.py
+	$(BENCH) bench/bench_correctnet.py lenet5
+	$(BENCH) bench/bench_correctnet.py vgg-small
+	$(VENV)/bin/frugalnn reproduce --index docs/results
 
 lint: setup
 	$(VENV)/bin/ruff check src tests bench && $(VENV)/bin/ruff format --check src tests bench
