@@ -14,17 +14,17 @@ import torch
 from frugalnn.experiments import register, row
 from frugalnn.experiments.basis_sharing.protocol import REFERENCE, WINDOW, protocol_data, run_point
 
-FIDELITY = 0.03  # the issue's target: our reimplementation within 3% of the reference code's perplexity
+FIDELITY = 0.03  # the target: our reimplementation within 3% of the reference code's perplexity
 
 
-THROUGHPUT_TARGET = 1.5  # the issue's targets: forward throughput at 50% and compression time at 20%
+THROUGHPUT_TARGET = 1.5  # the targets: forward throughput at 50% and compression time at 20%
 TIME_TARGET_S = 60.0
 
 
 def headline(record: dict[str, Any]) -> list[dict[str, Any]]:
     """Perplexity per configuration and ratio: against the reference code's figure where it has one
     (target: within 3%), else against the reference Basis Sharing at the same ratio. Selection records:
-    held-out Emma perplexity per variant; throughput and time records: the issue's speed targets."""
+    held-out Emma perplexity per variant; throughput and time records: the benchmark's speed targets."""
     config = record["config"]
     # the reference figures belong to the full protocol; a quick or shrunken run has no baseline
     full_protocol = not config.get("quick") and "calib_windows" not in config and "eval_tokens" not in config

@@ -1,5 +1,5 @@
 """The protocol of the ``basis-sharing`` experiment: SmolLM2-135M perplexity against compression ratio for Basis Sharing,
-SVD-LLM, ASVD and SVD, with the issue's measurement protocol (the reference code's, measured here):
+SVD-LLM, ASVD and SVD, with the benchmark's measurement protocol (the reference code's, measured here):
 
 - tokenizer without BOS; each novel's lines joined with "\\n" and tokenised once;
 - calibration: 64 of the 433 consecutive 512-token windows of Emma, ``torch.manual_seed(2023);
@@ -24,7 +24,7 @@ WINDOW = 512
 CALIB_WINDOWS = 64
 CALIB_SEED = 2023
 EVAL_TOKENS = 40_960
-# the issue's anchor: the reference code on this model and protocol
+# the anchor protocol: the reference code on this model and protocol
 REFERENCE = {
     "dense": 27.15,
     "basis-sharing": {0.2: 58.74, 0.3: 79.73, 0.4: 112.15, 0.5: 172.27},
@@ -45,7 +45,7 @@ CONFIGS: dict[str, str] = {
 def protocol_data(
     tokenizer: Any, calib_windows: int = CALIB_WINDOWS, eval_tokens: int = EVAL_TOKENS
 ) -> tuple:
-    """(calibration windows, evaluation windows, data identity) as the issue's protocol fixes them."""
+    """(calibration windows, evaluation windows, data identity) as the benchmark protocol fixes them."""
     emma = load_text("austen:emma")
     pride = load_text("austen:prideprejudice")
     all_calib = token_windows(encode_text(tokenizer, emma.text), WINDOW)

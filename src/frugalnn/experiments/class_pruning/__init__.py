@@ -14,7 +14,7 @@ from typing import Any
 from frugalnn.experiments import register, row
 from frugalnn.experiments.class_pruning.protocol import FULL_BUDGET, QUICK_BUDGET, run_one
 
-CUT_TARGET = 80.0  # the targets: >= 80% fewer MACs at <= 1 point, class-aware >= L1 and Taylor
+CUT_TARGET = 80.0  # the targets: >= 80% fewer MACs at <= 1 point, class-aware >= L1 and Taylor
 LOSS_TARGET_PT = 1.0
 SHARE_TARGET = 0.75  # CPU throughput: at least 75% of the speed-up the MAC cut promises
 

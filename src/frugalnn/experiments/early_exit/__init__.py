@@ -1,5 +1,5 @@
 """Experiment ``early-exit``: class-exclusion early exit (AICAS 2024, arXiv 2309.13443) vs the confidence
-exit vs no exit on the Fashion-MNIST zoo models. The study is ``study.py``, its tables and the issue's
+exit vs no exit on the Fashion-MNIST zoo models. The study is ``study.py``, its tables and the benchmark's
 targets ``report.py``, the timed skipping forward ``timing.py``, the joint fine-tuning ablation ``joint.py``.
 """
 

@@ -15,7 +15,7 @@ from frugalnn.core.report import (
     write_record,
 )
 
-TARGET_LOSS_PT = 0.5  # the target: at most 0.5 point TEST accuracy loss
+TARGET_LOSS_PT = 0.5  # the target: at most 0.5 point TEST accuracy loss
 # The main operating point is searched with 0.4 pt of validation tolerance, not 0.5: the validation
 # estimate of the loss has a standard error of about 0.1 pt (paired difference on 5 000 images,
 # recorded per sweep row as val_loss_se_pt), so a setting that just meets 0.5 pt on validation meets

@@ -16,7 +16,7 @@ import numpy as np
 
 from frugalnn.experiments import register, row
 
-POWER_TOLERANCE = 0.10  # the target: our power within 10% of OpenSTA's on the same activities
+POWER_TOLERANCE = 0.10  # the target: our power within 10% of OpenSTA's on the same activities
 
 
 def headline(record: dict) -> list[dict]:

