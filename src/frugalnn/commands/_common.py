@@ -129,3 +129,20 @@ def config_from_args(config_cls: type, args: argparse.Namespace, preset: str | N
         return cfg.validate()
     except FieldError as err:
         raise ConfigError(f"{_flag(err.field)} {err.problem}") from None
+
+
+def load_model(name: str):  # noqa: ANN201 - (model, spec, meta)
+    """``--model``: a checkpoint folder (any method's) or a zoo baseline name -> (model, spec, meta)."""
+    from pathlib import Path
+
+    from frugalnn.core.checkpoint import load_checkpoint
+    from frugalnn.core.zoo import RECIPES, load_pretrained
+    from frugalnn.errors import CheckpointError
+
+    if Path(name).exists():
+        return load_checkpoint(name)
+    if name in RECIPES:
+        return load_pretrained(name)
+    raise CheckpointError(
+        f"--model {name!r} is neither a checkpoint folder nor a zoo name ({', '.join(RECIPES)})"
+    )

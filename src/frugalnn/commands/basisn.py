@@ -9,6 +9,7 @@ from pathlib import Path
 from frugalnn.commands._common import (
     add_config_options,
     config_from_args,
+    load_model,
     non_negative_int,
     positive_int,
     set_threads,
@@ -58,19 +59,6 @@ def register(sub: argparse._SubParsersAction) -> None:
     e.set_defaults(func=_eval)
 
 
-def _load_source(name: str):  # noqa: ANN202 - (model, spec, meta)
-    from frugalnn.core.checkpoint import load_checkpoint
-    from frugalnn.core.zoo import RECIPES, load_pretrained
-
-    if Path(name).exists():
-        return load_checkpoint(name)
-    if name in RECIPES:
-        return load_pretrained(name)
-    raise CheckpointError(
-        f"--model {name!r} is neither a checkpoint folder nor a zoo name ({', '.join(RECIPES)})"
-    )
-
-
 def _data_for(spec, name: str, root: str | None):  # noqa: ANN001, ANN202
     from frugalnn.core.data import load_image_data
 
@@ -96,7 +84,7 @@ def _train(args: argparse.Namespace) -> int:
     config = config_from_args(BasisNConfig, args, preset=args.preset)
     if Path(args.out).exists():
         raise ConfigError(f"output folder {args.out} already exists; choose another --out or remove it")
-    model, spec, _ = _load_source(args.model)
+    model, spec, _ = load_model(args.model)
     data = _data_for(spec, args.data, args.data_root)
     basis_model, record = to_basisn(model, config, data=data, progress=True)
     record["test_accuracy"] = accuracy(basis_model, data.x_test, data.y_test)

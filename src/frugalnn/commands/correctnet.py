@@ -44,13 +44,13 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _setup(args: argparse.Namespace):
-    from frugalnn.commands.crossbar import load_model_arg
+    from frugalnn.commands._common import load_model
     from frugalnn.core.data import load_image_data
     from frugalnn.methods.correctnet.config import CorrectNetConfig
 
     set_threads(args.threads)
     config = config_from_args(CorrectNetConfig, args, preset=args.preset)
-    model, spec, meta = load_model_arg(args.model)
+    model, spec, meta = load_model(args.model)
     data = load_image_data(args.data, args.data_root, seed=config.seed)
     return config, model, spec, data
 
@@ -87,13 +87,14 @@ def run_place(args: argparse.Namespace) -> int:
 
 
 def run_eval(args: argparse.Namespace) -> int:
-    from frugalnn.commands.crossbar import crossbar_from_args, evaluate, load_model_arg
+    from frugalnn.commands._common import load_model
+    from frugalnn.commands.crossbar import crossbar_from_args, evaluate
     from frugalnn.core.io import atomic_write_json
     from frugalnn.methods.correctnet.compensation import compensations, strip_compensation
 
     set_threads(args.threads)
     config = crossbar_from_args(args)
-    model, _, _ = load_model_arg(args.model)
+    model, _, _ = load_model(args.model)
     rows = {"compensated": evaluate(model, args, config)}
     if compensations(model):
         rows["bare"] = evaluate(strip_compensation(model), args, config)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from frugalnn.commands._common import positive_int, set_threads
+from frugalnn.commands._common import load_model, positive_int, set_threads
 
 
 def add_crossbar_options(p: argparse.ArgumentParser) -> None:
@@ -64,18 +64,6 @@ def crossbar_from_args(args: argparse.Namespace):
         raise ConfigError(msg) from None
 
 
-def load_model_arg(name: str):
-    """A checkpoint folder or a zoo name -> (model, spec, meta)."""
-    from pathlib import Path
-
-    from frugalnn.core.checkpoint import load_checkpoint
-    from frugalnn.core.zoo import RECIPES, load_pretrained
-
-    if name in RECIPES and not Path(name).exists():
-        return load_pretrained(name)
-    return load_checkpoint(name)
-
-
 def evaluate(model, args: argparse.Namespace, config) -> dict:
     import torch
 
@@ -105,7 +93,7 @@ def run_eval(args: argparse.Namespace) -> int:
 
     set_threads(args.threads)
     config = crossbar_from_args(args)
-    model, _, _ = load_model_arg(args.model)
+    model, _, _ = load_model(args.model)
     result = evaluate(model, args, config)
     if args.json:
         atomic_write_json(args.json, {"model": args.model, "crossbar": config.__dict__, **result})

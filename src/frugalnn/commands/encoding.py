@@ -81,7 +81,7 @@ def _search(args: argparse.Namespace) -> int:
 
 
 def _apply(args: argparse.Namespace) -> int:
-    from frugalnn.commands.prune import load_model
+    from frugalnn.commands._common import load_model
     from frugalnn.core.checkpoint import save_checkpoint
     from frugalnn.core.data import load_image_data
     from frugalnn.core.io import atomic_output_dir

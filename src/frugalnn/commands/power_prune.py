@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from frugalnn.commands._common import add_config_options, config_from_args, set_threads
+from frugalnn.commands._common import add_config_options, config_from_args, load_model, set_threads
 from frugalnn.errors import CheckpointError, ConfigError
 
 
@@ -30,19 +30,6 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--threads", type=int, default=1, help="torch threads (1 is reliable on 2 cores)")
     p.add_argument("--out", required=True, help="new checkpoint folder")
     p.set_defaults(func=_power_prune)
-
-
-def load_model(name: str):  # noqa: ANN201 - (model, spec, meta)
-    from frugalnn.core.checkpoint import load_checkpoint
-    from frugalnn.core.zoo import RECIPES, load_pretrained
-
-    if Path(name).exists():
-        return load_checkpoint(name)
-    if name in RECIPES:
-        return load_pretrained(name)
-    raise CheckpointError(
-        f"--model {name!r} is neither a checkpoint folder nor a zoo name ({', '.join(RECIPES)})"
-    )
 
 
 def _power_prune(args: argparse.Namespace) -> int:

@@ -7,7 +7,13 @@ import json
 import sys
 from pathlib import Path
 
-from frugalnn.commands._common import add_config_options, config_from_args, set_threads, unit_interval
+from frugalnn.commands._common import (
+    add_config_options,
+    config_from_args,
+    load_model,
+    set_threads,
+    unit_interval,
+)
 from frugalnn.errors import CheckpointError, ConfigError
 from frugalnn.methods.class_pruning.config import ClassPruningConfig
 
@@ -31,20 +37,6 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--threads", type=int, default=1, help="torch threads (1 is reliable on 2 cores)")
     p.add_argument("--out", required=True, help="new checkpoint folder")
     p.set_defaults(func=_prune)
-
-
-def load_model(name: str):  # noqa: ANN201 - (model, spec, meta)
-    """A checkpoint folder (dense or pruned) or a zoo baseline name."""
-    from frugalnn.core.checkpoint import load_checkpoint
-    from frugalnn.core.zoo import RECIPES, load_pretrained
-
-    if Path(name).exists():
-        return load_checkpoint(name)
-    if name in RECIPES:
-        return load_pretrained(name)
-    raise CheckpointError(
-        f"--model {name!r} is neither a checkpoint folder nor a zoo name ({', '.join(RECIPES)})"
-    )
 
 
 def layer_table(before: list, after: list) -> list[dict]:

@@ -244,9 +244,9 @@ def _load_hf_folder(folder: Path, dtype: torch.dtype, device_map: Any) -> tuple[
 
 
 def _load_compressed(folder: Path, config: Any, dtype: torch.dtype) -> torch.nn.Module:
-    from safetensors import SafetensorError
-    from safetensors.torch import load_file
     from transformers import AutoModelForCausalLM
+
+    from frugalnn.core.llm_hf import load_state
 
     spec = json.loads((folder / COMPRESSION_FILE).read_text())
     try:
@@ -260,21 +260,7 @@ def _load_compressed(folder: Path, config: Any, dtype: torch.dtype) -> torch.nn.
             f"{folder}: model_type {config.model_type!r} is not a causal LM"
         ) from None
     model = rebuild(model, spec)
-    try:
-        state = load_file(str(folder / COMPRESSED_WEIGHTS))
-    except (OSError, SafetensorError) as err:
-        raise CheckpointError(
-            f"{folder / COMPRESSED_WEIGHTS} is missing or corrupt ({err}); save the model again"
-        ) from None
-    for alias, canonical in spec.get("aliases", {}).items():
-        state[alias] = state[canonical]
-    try:
-        model.load_state_dict(state, strict=True)
-    except RuntimeError as err:
-        raise CheckpointError(
-            f"weights in {folder} do not fit the compressed architecture ({str(err).splitlines()[0][:160]}); "
-            "save the model again"
-        ) from None
+    load_state(model, folder / COMPRESSED_WEIGHTS, spec.get("aliases", {}), folder)
     model.frugalnn_compression = spec
     return model.to(dtype)
 

@@ -83,8 +83,6 @@ def save_hf_compressed(model: torch.nn.Module, folder: Path, spec: dict[str, Any
 
 def load_hf_compressed(folder: Path, dtype: torch.dtype) -> torch.nn.Module:
     """Rebuild a folder written by ``save_hf_compressed`` without running its modelling file."""
-    from safetensors import SafetensorError
-    from safetensors.torch import load_file
     from transformers import AutoConfig, AutoModelForCausalLM
 
     body = json.loads((folder / "config.json").read_text())
@@ -102,15 +100,24 @@ def load_hf_compressed(folder: Path, dtype: torch.dtype) -> torch.nn.Module:
             f"{folder}: base model_type {base_type!r} is not a causal LM transformers builds"
         ) from None
     model = rebuild(model, spec)
+    load_state(model, folder / WEIGHTS_FILE, tied_aliases(spec), folder)
+    model.frugalnn_compression = spec
+    return model.to(dtype)
+
+
+def load_state(model: torch.nn.Module, path: Path, aliases: dict[str, str], folder: Path) -> None:
+    """Load a safetensors file whose shared tensors are stored once (``aliases``: name -> stored name;
+    embeddings tied by the architecture may be missing) into ``model``, strictly."""
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
     try:
-        state = load_file(str(folder / WEIGHTS_FILE))
+        state = load_file(str(path))
     except (OSError, SafetensorError) as err:
-        raise CheckpointError(
-            f"{folder / WEIGHTS_FILE} is missing or corrupt ({err}); save the model again"
-        ) from None
-    for alias, owner in tied_aliases(spec).items():
+        raise CheckpointError(f"{path} is missing or corrupt ({err}); save the model again") from None
+    for alias, owner in aliases.items():
         state[alias] = state[owner]
-    if config.tie_word_embeddings:  # embeddings tied by the architecture are stored once
+    if getattr(model.config, "tie_word_embeddings", False):
         for target, source_name in (getattr(model, "_tied_weights_keys", None) or {}).items():
             if target not in state and source_name in state:
                 state[target] = state[source_name]
@@ -121,5 +128,3 @@ def load_hf_compressed(folder: Path, dtype: torch.dtype) -> torch.nn.Module:
             f"weights in {folder} do not fit the compressed architecture ({str(err).splitlines()[0][:160]}); "
             "save the model again"
         ) from None
-    model.frugalnn_compression = spec
-    return model.to(dtype)
