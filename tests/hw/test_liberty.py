@@ -4,13 +4,8 @@ import numpy as np
 import pytest
 
 from frugalnn.errors import DataError
-from frugalnn.hw.liberty import (
-    compile_function,
-    function_to_verilog,
-    parse_function,
-    parse_liberty,
-    read_liberty,
-)
+from frugalnn.hw.boolean import compile_function, function_to_verilog, parse_function
+from frugalnn.hw.liberty import parse_liberty, read_liberty
 
 
 @pytest.fixture(scope="module")

@@ -4,8 +4,9 @@ import numpy as np
 import pytest
 
 from frugalnn.errors import DataError
+from frugalnn.hw.boolean import compile_function
 from frugalnn.hw.crosscheck import iverilog_simulate
-from frugalnn.hw.liberty import compile_function, read_liberty
+from frugalnn.hw.liberty import read_liberty
 from frugalnn.hw.netlist import Netlist, pack_bits, unpack_bits
 from frugalnn.hw.timed import (
     ElectricalConfig,

@@ -150,7 +150,7 @@ def cell_models_path(mapped: MappedNetlist) -> Path | None:
 
 def _generated_cell_models(mapped: MappedNetlist) -> str:
     """Behavioural models from the Liberty functions (only when no vendor models exist)."""
-    from frugalnn.hw.liberty import check_pins, function_to_verilog
+    from frugalnn.hw.boolean import check_pins, function_to_verilog
 
     out = []
     for name in sorted(mapped.cell_counts):

@@ -21,7 +21,8 @@ from typing import Any
 import numpy as np
 
 from frugalnn.errors import ConfigError, DataError
-from frugalnn.hw.liberty import Cell, Library, compile_function
+from frugalnn.hw.boolean import compile_function
+from frugalnn.hw.liberty import Cell, Library
 
 CONST0, CONST1 = 0, 1
 ALL_ONES = np.uint64(0xFFFFFFFFFFFFFFFF)
