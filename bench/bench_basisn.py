@@ -1,6 +1,6 @@
 """BasisN benchmark: ResNet-20 and VGG-small on Fashion-MNIST, 2/4/8-bit coefficients, 1-16 crossbars.
 
-Run (about an hour on one shared core): ``/work/bin/cpuslot .venv/bin/python bench/bench_basisn.py``;
+Run (about an hour on one shared core): ``OMP_NUM_THREADS=1 .venv/bin/python bench/bench_basisn.py``;
 writes docs/results/basisn/ (resumes per trained run from docs/results/basisn/runs/).
 """
 

@@ -1,6 +1,6 @@
 """EncodingNet with the full settings (8-bit encoders, LeNet-5 and ResNet-20): writes docs/results/encodingnet/.
 
-Run as ``$PY bench/bench_encodingnet.py`` (inside ``/work/bin/cpuslot`` on a shared machine). The four
+Run as ``$PY bench/bench_encodingnet.py`` (one torch thread). The four
 encoder searches resume from docs/results/encodingnet/search8/ when they were run before (e.g. by
 docs/results/encodingnet/run_searches.sh).
 """

@@ -1,7 +1,7 @@
-"""Full logic-flatten experiment (issue 17): digits and average-pooled Fashion-MNIST MLPs as flattened
+"""Full logic-flatten experiment: digits and average-pooled Fashion-MNIST MLPs as flattened
 logic, plain vs hardware-aware, combinational vs pipelined; writes docs/results/logic_flatten/<data>/.
 
-Run with one thread: ``/work/bin/cpuslot python bench/bench_logic_flatten.py [DATA ...] [--penalties 0,1]
+Run with one thread: ``OMP_NUM_THREADS=1 .venv/bin/python bench/bench_logic_flatten.py [DATA ...] [--penalties 0,1]
 [--no-abc]`` (most of the time is yosys + abc: ~20 minutes per data set on a shared 2-core machine).
 """
 
