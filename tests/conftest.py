@@ -59,3 +59,23 @@ def _write_legacy_llm_folder(model, folder, tokenizer=None):
 @pytest.fixture
 def write_legacy_llm_folder():
     return _write_legacy_llm_folder
+
+
+def _write_tiny_llama(folder, tokenizer, layers: int = 3):
+    """A tiny random Llama over ``tokenizer``'s vocabulary, saved (with the tokenizer) to ``folder``."""
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    from frugalnn.core.llm import save_causal_lm
+
+    torch.manual_seed(0)
+    config = LlamaConfig(
+        vocab_size=len(tokenizer), hidden_size=16, intermediate_size=24, num_hidden_layers=layers,
+        num_attention_heads=2, num_key_value_heads=1, bos_token_id=1, eos_token_id=2, pad_token_id=2,
+    )  # fmt: skip
+    save_causal_lm(LlamaForCausalLM(config).eval(), tokenizer, folder)
+    return folder
+
+
+@pytest.fixture
+def write_tiny_llama():
+    return _write_tiny_llama

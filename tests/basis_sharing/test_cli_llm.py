@@ -6,34 +6,14 @@ import copy
 import json
 
 import torch
-from transformers import LlamaConfig, LlamaForCausalLM
 
 from frugalnn.cli import main
-from frugalnn.core.llm import load_causal_lm, save_causal_lm
+from frugalnn.core.llm import load_causal_lm
 from frugalnn.methods.basis_sharing import Config, compress
 
 
-def tiny_folder(tmp_path, tokenizer):
-    torch.manual_seed(0)
-    model = LlamaForCausalLM(
-        LlamaConfig(
-            vocab_size=len(tokenizer),
-            hidden_size=16,
-            intermediate_size=24,
-            num_hidden_layers=3,
-            num_attention_heads=2,
-            num_key_value_heads=1,
-            bos_token_id=1,
-            eos_token_id=2,
-            pad_token_id=2,
-        )
-    ).eval()
-    save_causal_lm(model, tokenizer, tmp_path / "dense")
-    return tmp_path / "dense"
-
-
-def test_cli_compress_eval_info(tmp_path, smol_tokenizer, capsys):
-    dense = tiny_folder(tmp_path, smol_tokenizer)
+def test_cli_compress_eval_info(tmp_path, smol_tokenizer, capsys, write_tiny_llama):
+    dense = write_tiny_llama(tmp_path / "dense", smol_tokenizer)
     text = tmp_path / "calib.txt"
     text.write_text(
         "It is a truth universally acknowledged, that a single man in possession of a good fortune, "
@@ -87,8 +67,10 @@ def test_cli_compress_eval_info(tmp_path, smol_tokenizer, capsys):
     assert "error:" in capsys.readouterr().err
 
 
-def test_stats_cache_gives_the_same_model_and_sequential_mode_runs(tmp_path, smol_tokenizer):
-    model, _ = load_causal_lm(tiny_folder(tmp_path, smol_tokenizer))
+def test_stats_cache_gives_the_same_model_and_sequential_mode_runs(
+    tmp_path, smol_tokenizer, write_tiny_llama
+):
+    model, _ = load_causal_lm(write_tiny_llama(tmp_path / "dense", smol_tokenizer))
     calib = torch.randint(0, len(smol_tokenizer), (4, 16), generator=torch.Generator().manual_seed(0))
     ids = calib[:2]
     cache: dict = {}
@@ -111,11 +93,11 @@ def test_stats_cache_gives_the_same_model_and_sequential_mode_runs(tmp_path, smo
         assert torch.isfinite(seq(ids).logits).all()
 
 
-def test_cli_weighted_calibration_and_multi_domain_eval(tmp_path, smol_tokenizer, capsys):
+def test_cli_weighted_calibration_and_multi_domain_eval(tmp_path, smol_tokenizer, capsys, write_tiny_llama):
     from frugalnn.core.data import load_text, token_windows
     from frugalnn.core.llm import encode_text, perplexity
 
-    dense = tiny_folder(tmp_path, smol_tokenizer)
+    dense = write_tiny_llama(tmp_path / "dense", smol_tokenizer)
     a, b = tmp_path / "a.txt", tmp_path / "b.txt"
     a.write_text("The quick brown fox jumps over the lazy dog. " * 40)
     b.write_text("Hackers write code that other hackers read at night. " * 40)

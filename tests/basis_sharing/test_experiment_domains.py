@@ -6,26 +6,12 @@ from __future__ import annotations
 
 import json
 
-import torch
-from transformers import LlamaConfig, LlamaForCausalLM
-
-from frugalnn.core.llm import save_causal_lm
 from frugalnn.experiments import get
 
 
-def tiny_folder(tmp_path, tokenizer):
-    torch.manual_seed(0)
-    config = LlamaConfig(
-        vocab_size=len(tokenizer), hidden_size=16, intermediate_size=24, num_hidden_layers=2,
-        num_attention_heads=2, num_key_value_heads=1, bos_token_id=1, eos_token_id=2, pad_token_id=2,
-    )  # fmt: skip
-    save_causal_lm(LlamaForCausalLM(config).eval(), tokenizer, tmp_path / "dense")
-    return tmp_path / "dense"
-
-
-def test_domains_study_smallest_form_and_resume(tmp_path, smol_tokenizer) -> None:
+def test_domains_study_smallest_form_and_resume(tmp_path, smol_tokenizer, write_tiny_llama) -> None:
     run = get("basis-sharing-domains").fn
-    model = str(tiny_folder(tmp_path, smol_tokenizer))
+    model = str(write_tiny_llama(tmp_path / "dense", smol_tokenizer, layers=2))
     kwargs = {
         "ratios": (0.3,),
         "recoveries": ("none",),

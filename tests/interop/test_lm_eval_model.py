@@ -7,10 +7,9 @@ import json
 import math
 
 import torch
-from transformers import LlamaConfig, LlamaForCausalLM
 
 from frugalnn.cli import main
-from frugalnn.core.llm import load_causal_lm, perplexity, save_causal_lm
+from frugalnn.core.llm import load_causal_lm, perplexity
 
 TEXT = "It is a truth universally acknowledged, that a single man in possession of a good fortune. " * 10
 TASK = """task: frugalnn_local_ppl
@@ -29,13 +28,8 @@ metric_list:
 """
 
 
-def _setup(tmp_path, tokenizer):
-    torch.manual_seed(0)
-    config = LlamaConfig(
-        vocab_size=len(tokenizer), hidden_size=16, intermediate_size=24, num_hidden_layers=2,
-        num_attention_heads=2, num_key_value_heads=1, bos_token_id=1, eos_token_id=2, pad_token_id=2,
-    )  # fmt: skip
-    save_causal_lm(LlamaForCausalLM(config).eval(), tokenizer, tmp_path / "model")
+def _setup(tmp_path, tokenizer, write_tiny_llama):
+    write_tiny_llama(tmp_path / "model", tokenizer, layers=2)
     (tmp_path / "docs.jsonl").write_text(json.dumps({"text": TEXT}) + "\n")
     (tmp_path / "tasks").mkdir()
     (tmp_path / "tasks" / "task.yaml").write_text(TASK.format(docs=tmp_path / "docs.jsonl"))
@@ -50,13 +44,13 @@ def _token_ppl(byte_ppl: float, n_tokens: int) -> float:
     return math.exp(math.log(byte_ppl) * len(TEXT.encode()) / n_tokens)
 
 
-def test_in_process_and_cli_agree_with_frugalnn(tmp_path, smol_tokenizer) -> None:
+def test_in_process_and_cli_agree_with_frugalnn(tmp_path, smol_tokenizer, write_tiny_llama) -> None:
     import lm_eval
     from lm_eval.tasks import TaskManager
 
     import frugalnn.interop.lm_eval_model  # noqa: F401  (registers the model name)
 
-    ours, n_tokens = _setup(tmp_path, smol_tokenizer)
+    ours, n_tokens = _setup(tmp_path, smol_tokenizer, write_tiny_llama)
     out = lm_eval.simple_evaluate(
         model="frugalnn", model_args=f"pretrained={tmp_path / 'model'},max_length=512",
         tasks=["frugalnn_local_ppl"], task_manager=TaskManager(include_path=str(tmp_path / "tasks")),
