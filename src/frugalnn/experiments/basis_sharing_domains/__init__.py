@@ -16,21 +16,24 @@ import time
 from pathlib import Path
 from typing import Any
 
+from frugalnn.core.io import atomic_write_json
 from frugalnn.experiments import register
 from frugalnn.experiments.basis_sharing_domains.report import headline, write_report
 
 WINDOW = 512
 CALIB_SEED = 2023
-RECOVERIES = {"none": {}, "refit": {"refit": True}, "refit+lora": {"refit": True, "lora_epochs": 1}}
+RECOVERIES = {"none": {}, "refit": {"refit": True}, "refit+lora": {"refit": True, "lora_epochs": 1},
+              "lora": {"lora_epochs": 1}}  # fmt: skip
 
 
-def _grid(methods, ratios, calibs, recoveries):
+def _grid(methods, ratios, calibs, recoveries, baseline_recoveries):
+    """Cells in the order given: calibration, then ratio, then method, so that a partial run already
+    compares the methods at its first ratios."""
     for calib in calibs:
-        for method in methods:
-            for ratio in ratios:
-                for recovery in recoveries:
-                    if method != "basis-sharing" and "refit" in recovery and recovery != "refit+lora":
-                        continue  # the refit re-solves shared-basis coefficients: Basis Sharing only
+        for ratio in ratios:
+            for method in methods:
+                # the refit re-solves shared-basis coefficients: Basis Sharing only
+                for recovery in recoveries if method == "basis-sharing" else baseline_recoveries:
                     yield calib, method, ratio, recovery
 
 
@@ -48,6 +51,7 @@ def run(
     ratios: tuple[float, ...] | None = None,
     calibs: tuple[str, ...] = ("austen:emma", "mix"),
     recoveries: tuple[str, ...] | None = None,
+    baseline_recoveries: tuple[str, ...] = ("none",),
     calib_windows: int | None = None,
     eval_windows: int | None = None,
     model: str = "smollm2",
@@ -69,13 +73,19 @@ def run(
     dense, tok = load_causal_lm(model)
     encode = lambda text: encode_text(tok, text)  # noqa: E731
     evals = {d: evaluation_windows(encode, d, WINDOW)[:eval_windows] for d in EVAL_DOMAINS}
-    dense_ppl = {d: perplexity(dense, w) for d, w in evals.items()}
+    dense_log = out_dir / "dense.json"  # the dense perplexities, kept for a resumed run
+    key = f"{model}:{eval_windows}"
+    cached = json.loads(dense_log.read_text()) if dense_log.exists() else {}
+    if key not in cached:
+        cached[key] = {d: perplexity(dense, w) for d, w in evals.items()}
+        atomic_write_json(dense_log, cached)
+    dense_ppl = cached[key]
     print("dense: " + ", ".join(f"{d} {p:.2f}" for d, p in dense_ppl.items()), flush=True)
     identities = {}
     for calib in calibs:
         windows, identities[calib] = calibration_windows(encode, calib, calib_windows, WINDOW, CALIB_SEED)
         cache: dict = {}
-        for _, method, ratio, recovery in _grid(methods, ratios, (calib,), recoveries):
+        for _, method, ratio, recovery in _grid(methods, ratios, (calib,), recoveries, baseline_recoveries):
             if (calib, method, ratio, recovery) in done:
                 continue
             preset = "paper" if method == "basis-sharing" else method
@@ -99,7 +109,7 @@ def run(
             )
             del compressed
     setting = {"methods": methods, "ratios": ratios, "calibs": calibs, "recoveries": recoveries,
-               "calib_windows": calib_windows, "eval_windows": eval_windows, "window": WINDOW,
+               "baseline_recoveries": baseline_recoveries, "calib_windows": calib_windows, "eval_windows": eval_windows, "window": WINDOW,
                "calib_seed": CALIB_SEED, "quick": quick, "model": model}  # fmt: skip
     data = {"calibration": identities, "evaluation": {d: int(w.numel()) for d, w in evals.items()}}
     return write_report(out_dir, rows, dense_ppl, setting, data, seed)
