@@ -131,3 +131,25 @@ def test_serve_flags_fail_in_one_line_before_the_model_loads(capsys, monkeypatch
     assert main(["serve", "--model", "/nonexistent-model", "--port", "80"]) == 2
     err = capsys.readouterr().err
     assert "--port 80 needs privileges" in err and len(err.strip().splitlines()) == 1
+
+
+def test_serve_command_picks_the_batching_backend(write_tiny_llama, smol_tok, tmp_path, monkeypatch, capsys):
+    from frugalnn.cli import main
+    from frugalnn.methods.livemind.server import ChatServer as Server
+
+    folder = write_tiny_llama(tmp_path / "tiny", smol_tok)
+    seen = []
+
+    def serve_once(self: Server, *args: object) -> None:
+        seen.append(type(self.backend).__name__)
+        raise KeyboardInterrupt  # as Ctrl-C right after start
+
+    monkeypatch.setattr(Server, "serve_forever", serve_once)
+    for flags, kind in (
+        (["--max-batch", "4", "--batch-window-ms", "0"], "BatchedBackend"),
+        (["--max-batch", "1"], "LocalBackend"),
+    ):
+        assert main(["serve", "--model", str(folder), "--port", "0", *flags]) == 0
+        assert seen[-1] == kind
+    out = capsys.readouterr().out
+    assert "batches of up to 4" in out and "one request at a time" in out

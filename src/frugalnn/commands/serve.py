@@ -15,7 +15,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         "serve",
         help="serve a local model over an OpenAI-compatible API (chat completions, completions)",
         description="Serve any model the toolkit loads (the bundled smollm2, an HF folder, a .gguf, a compressed "
-        "model saved by frugalnn) at /v1/chat/completions (streaming included) and /v1/models. Greedy decoding.",
+        "model saved by frugalnn) at /v1/chat/completions, /v1/completions (streaming included) and /v1/models. "
+        "Concurrent requests are batched (--max-batch); greedy unless a request sets a temperature.",
     )
     p.add_argument("--model", default="smollm2", help="smollm2, a Hugging Face folder or a .gguf file")
     p.add_argument("--name", default=None, help="model id clients send (default: the --model value)")

@@ -178,11 +178,7 @@ class _Handler(BaseHTTPRequestHandler):
         )
 
     def _one(self, request: Request, pieces: Any) -> Iterator[tuple[str, str | None]]:
-        scanner, n_out, deadline = (
-            StopScanner(request.stop),
-            0,
-            time.monotonic() + self.server.generation_timeout_s,
-        )
+        scanner, n_out, deadline = StopScanner(request.stop), 0, self.deadline
         finish, first = "stop", True
         try:
             for piece in pieces:
@@ -226,6 +222,7 @@ class _Handler(BaseHTTPRequestHandler):
     def _start(self, request: Request) -> None:
         prefix = "chatcmpl" if request.kind == "chat" else "cmpl"
         self.request_id, self.tokens_out, self.prompt_tokens = f"{prefix}-{uuid.uuid4().hex[:24]}", 0, 0
+        self.deadline = time.monotonic() + self.server.generation_timeout_s  # for all n choices together
 
     def _complete(self, request: Request) -> None:
         self._start(request)
