@@ -96,6 +96,7 @@ def test_eight_concurrent_greedy_requests_match_one_at_a_time(servers) -> None:
     assert together == alone == baseline
     assert all(together) and len(set(together)) == 8
     assert (scheduler.rows_stepped - rows) / (scheduler.steps - steps) > 2  # they really shared steps
+    assert scheduler.reused_tokens > 0  # prompts started from the chat template's cached keys/values
     usage = client.chat.completions.create(model="tiny", messages=[{"role": "user", "content": "Hi"}])
     assert (
         usage.usage.prompt_tokens

@@ -2,8 +2,10 @@
 
 A scheduler thread owns the model. Requests arrive as ``Job``s; when the model is idle it waits a
 small window (``window_s``) for more to arrive, then admits up to ``max_batch``. Each new job is
-prefilled on its own (batch 1: no padding inside a prompt, the same numbers as an unbatched run) and
-its KV cache joins the running batch, left-padded with zero keys/values that the attention mask hides.
+prefilled on its own (batch 1: no padding inside a prompt, as an unbatched run), starting from the
+keys/values of the previous prompt for the tokens they share (the chat template's system prompt, a
+common instruction), and its KV cache joins the running batch, left-padded with zero keys/values
+that the attention mask hides.
 Every decoding step then runs all active rows at once (``input_ids`` [B, 1], a [B, T] attention mask,
 per-row ``position_ids``). Rows leave at a step boundary when they finish or their client goes away
 (cancelled), and waiting jobs join at the next boundary (a step-level continuous batch).
@@ -102,12 +104,18 @@ class BatchScheduler:
     """The thread that runs all jobs on one model; ``submit`` is safe from any thread."""
 
     def __init__(
-        self, model: torch.nn.Module, eos_ids: set[int], max_positions: int, max_batch: int, window_s: float
+        self,
+        model: torch.nn.Module,
+        eos_ids: set[int],
+        max_positions: int,
+        max_batch: int,
+        window_s: float,
+        reuse_prefix: bool = True,
     ) -> None:
         if max_batch < 1 or window_s < 0:
             raise ValueError("max_batch must be >= 1 and window_s >= 0")
         self.model, self.eos_ids, self.max_positions = model, eos_ids, max_positions
-        self.max_batch, self.window_s = max_batch, window_s
+        self.max_batch, self.window_s, self.reuse_prefix = max_batch, window_s, reuse_prefix
         self.pending: list[Job] = []
         self.cond = threading.Condition()
         self.closed = False
@@ -116,6 +124,9 @@ class BatchScheduler:
         self.steps = 0  # batched decoding steps run (for tests and the benchmark)
         self.rows_stepped = 0  # sum of the batch sizes of those steps
         self.cancelled = 0  # jobs dropped because their client went away
+        self.reused_tokens = 0  # prompt tokens whose keys/values came from the previous prompt
+        self.prefix_ids: list[int] = []
+        self.prefix: list[tuple[torch.Tensor, torch.Tensor]] = []
         self.thread = threading.Thread(target=self._run, name="frugalnn-batch", daemon=True)
         self.thread.start()
 
@@ -190,11 +201,23 @@ class BatchScheduler:
         if job.cancelled:
             self.cancelled += 1
             return
-        cache = DynamicCache()
-        out = self.model(input_ids=torch.tensor([job.ids]), cache=cache, use_cache=True, logits_to_keep=1)
+        cache, common = DynamicCache(), 0
+        if self.prefix and self.stackable:  # start from the last prompt's keys/values they share
+            limit = min(len(job.ids) - 1, len(self.prefix_ids))  # feed at least one token: its logits
+            while common < limit and job.ids[common] == self.prefix_ids[common]:
+                common += 1
+            for i, (keys, values) in enumerate(self.prefix):
+                if common:
+                    cache.update(keys[:, :, :common], values[:, :, :common], i)
+        out = self.model(
+            input_ids=torch.tensor([job.ids[common:]]), cache=cache, use_cache=True, logits_to_keep=1
+        )
         job.length = len(job.ids)
+        self.reused_tokens += common
         if self.stackable is None:
             self.stackable = _mergeable(cache)
+        if self.stackable and self.reuse_prefix:  # forward passes replace these tensors, never write them
+            self.prefix_ids, self.prefix = job.ids, [(la.keys, la.values) for la in cache.layers]
         token = self._emit(job, out.logits[0, -1].float())
         if token is not None:
             self.batch.add(job, cache, token)
