@@ -7,7 +7,10 @@ SmolLM2-135M-Instruct, fp32, 1 torch thread, greedy, a fixed ``max_tokens``. Pro
 asks for a one-line summary of the first sentence of an article of the Lee news corpus. Both servers
 run in this process (stdlib ``ThreadingHTTPServer`` threads on 127.0.0.1, one shared model) and the
 clients are threads here too, sending plain HTTP/1.0 JSON requests; each concurrency level runs the
-one-at-a-time server first, then the batching one, on the same prompts. The batching server's answers
+one-at-a-time server first, then the batching one, on the same prompts. Both reuse the keys/values of
+the prompt prefix shared with the previous request (the chat template's system prompt and the
+instruction): the one-at-a-time server through ``LocalBackend``'s cache, the batching one through its
+scheduler. The batching server's answers
 are compared with the one-at-a-time server's (greedy, so they should match token for token, up to
 float rounding that padding can change).
 """
