@@ -126,6 +126,10 @@ def test_concurrent_streams_each_get_their_own_tokens(servers) -> None:
     ).choices] == [c.message.content for c in single.chat.completions.create(
         model="tiny", messages=[{"role": "user", "content": PROMPTS[0]}], max_tokens=6, **seeded
     ).choices]  # fmt: skip
+    full = _ask(single, 4)
+    stop = full[len(full) // 2 : len(full) // 2 + 2]
+    cut = _together(lambda i: _ask(client, 4, stop=[stop]) if i == 0 else _ask(client, i), 3)[0]
+    assert cut == full[: full.find(stop)] and len(cut) < len(full)  # stop strings, inside a batch
     text = client.completions.create(model="tiny", prompt="The sky is", max_tokens=5, temperature=0)
     assert (
         text.choices[0].text
