@@ -15,7 +15,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         "serve",
         help="serve a local model over an OpenAI-compatible API (chat completions, completions)",
         description="Serve any model the toolkit loads (the bundled smollm2, an HF folder, a .gguf, a compressed "
-        "model saved by frugalnn) at /v1/chat/completions (streaming included) and /v1/models. Greedy decoding.",
+        "model saved by frugalnn) at /v1/chat/completions, /v1/completions (streaming included) and /v1/models. "
+        "Concurrent requests are batched (--max-batch); greedy unless a request sets a temperature.",
     )
     p.add_argument("--model", default="smollm2", help="smollm2, a Hugging Face folder or a .gguf file")
     p.add_argument("--name", default=None, help="model id clients send (default: the --model value)")
@@ -48,9 +49,32 @@ def register(sub: argparse._SubParsersAction) -> None:
         default=0.0,
         help="temperature of requests that give none (default 0: greedy, reproducible)",
     )
+    p.add_argument(
+        "--max-batch",
+        type=positive_int,
+        default=8,
+        help="sequences decoded together in one forward pass per step (default 8; 1: one request at a "
+        "time behind a lock, with the prompt-prefix KV cache)",
+    )
+    p.add_argument(
+        "--batch-window-ms",
+        type=_window_ms,
+        default=10.0,
+        help="when idle, wait this long for concurrent requests to start together (default 10)",
+    )
     p.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
     p.add_argument("--verbose", action="store_true", help="log every request")
     p.set_defaults(func=run)
+
+
+def _window_ms(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number of milliseconds, got {text!r}") from None
+    if not 0.0 <= value <= 10_000.0:
+        raise argparse.ArgumentTypeError(f"must be from 0 to 10000 ms, got {value}")
+    return value
 
 
 def _check_address(host: str, port: int) -> None:
@@ -86,12 +110,17 @@ def run(args: argparse.Namespace) -> int:
     _check_address(args.host, args.port)  # before the model loads (seconds to minutes)
     name = args.name or str(args.model)
     backend = LocalBackend.load(args.model, name=name)
+    if args.max_batch > 1:
+        from frugalnn.methods.livemind.batching import BatchedBackend
+
+        backend = BatchedBackend(backend, max_batch=args.max_batch, window_s=args.batch_window_ms / 1000)
     server = ChatServer(
         backend, name, args.host, args.port, args.max_tokens_limit, args.verbose,
         max_connections=args.max_connections, socket_timeout_s=args.socket_timeout_s,
         generation_timeout_s=args.generation_timeout_s, default_temperature=args.default_temperature,
     )  # fmt: skip
-    print(f"serving {name!r} at {server.url} (Ctrl-C to stop)", flush=True)
+    batching = f"batches of up to {args.max_batch}" if args.max_batch > 1 else "one request at a time"
+    print(f"serving {name!r} at {server.url}, {batching} (Ctrl-C to stop)", flush=True)
 
     def stop(signum: int, frame: object) -> None:  # SIGTERM (e.g. from a service manager): stop like Ctrl-C
         raise KeyboardInterrupt

@@ -14,11 +14,16 @@ Limits that protect the process: a body size cap, per-connection socket timeouts
 client cannot park a thread; a client that stops reading a stream is dropped and its slot freed), at
 most ``max_connections`` requests at once (503 beyond), a per-request generation time limit, and the
 model's context length (the backend refuses longer prompts with a 400).
+
+Concurrency: with a ``LocalBackend`` requests run one at a time behind its lock; with a
+``BatchedBackend`` (batching.py, ``frugalnn serve --max-batch N``) concurrent requests and the ``n``
+choices of one request are decoded together, one forward pass per step for all of them.
 """
 
 from __future__ import annotations
 
 import json
+import socket
 import threading
 import time
 import uuid
@@ -31,36 +36,11 @@ import torch
 from frugalnn.errors import ConfigError
 from frugalnn.methods.livemind.backends import BackendError
 from frugalnn.methods.livemind.openai_api import Request, RequestError, error_body, parse
+from frugalnn.methods.livemind.stops import StopScanner
 
 MAX_BODY_BYTES = 4 << 20
 ROUTES = {"/v1/chat/completions": "chat", "/chat/completions": "chat", "/v1/completions": "completion",
           "/completions": "completion"}  # fmt: skip
-
-
-class StopScanner:
-    """Cuts a text stream before the first stop string; holds back a tail that could start one."""
-
-    def __init__(self, stops: list[str]) -> None:
-        self.stops, self.pending, self.stopped = stops, "", False
-        self.hold = max((len(s) for s in stops), default=1) - 1
-
-    def feed(self, text: str) -> str:
-        """The part of ``text`` that is safe to send now."""
-        if self.stopped:
-            return ""
-        self.pending += text
-        hits = [i for i in (self.pending.find(s) for s in self.stops) if i >= 0]
-        if hits:
-            self.stopped = True
-            out, self.pending = self.pending[: min(hits)], ""
-            return out
-        cut = max(0, len(self.pending) - self.hold)
-        out, self.pending = self.pending[:cut], self.pending[cut:]
-        return out
-
-    def flush(self) -> str:
-        out, self.pending = ("" if self.stopped else self.pending), ""
-        return out
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -69,6 +49,9 @@ class _Handler(BaseHTTPRequestHandler):
 
     def setup(self) -> None:
         self.timeout = self.server.socket_timeout_s  # reads and writes of this connection
+        # a bounded send buffer: a client that stops reading blocks the writer (then the write
+        # timeout frees the slot) within this many bytes, not after megabytes of kernel autotuning
+        self.request.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, self.server.send_buffer_bytes)
         super().setup()
 
     def log_message(self, format: str, *args: Any) -> None:  # quiet unless asked
@@ -122,11 +105,13 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _body(self) -> Any:
         raw_length = self.headers.get("Content-Length")
+        if raw_length is None:
+            raise RequestError(411, "send a Content-Length header with the JSON body's size in bytes")
         try:
             length = int(raw_length)
-        except (TypeError, ValueError):
+        except ValueError:
             raise RequestError(
-                411, "send a Content-Length header with the JSON body's size in bytes"
+                400, f"Content-Length must be a whole number of bytes, got {raw_length[:40]!r}"
             ) from None
         if length < 0:
             raise RequestError(400, f"Content-Length must not be negative, got {length}")
@@ -146,6 +131,7 @@ class _Handler(BaseHTTPRequestHandler):
                 404, error_body(f"no route POST {self.path}; use /v1/chat/completions or /v1/completions")
             )
             return
+        self.open_streams: list[Any] = []
         try:
             body = self._body()
             request = parse(body, kind, self.server.model_name, self.server.max_tokens_limit)
@@ -156,38 +142,49 @@ class _Handler(BaseHTTPRequestHandler):
             self._json(err.status, error_body(str(err), param=err.param, code=err.code))
         except (ConfigError, BackendError) as err:
             self._json(400, error_body(str(err)))
+        finally:
+            for pieces in self.open_streams:  # ends (or cancels) every choice, even one never read
+                pieces.close()
 
     # --------------------------------------------------------------------------------- generation
-    def _choices(self, request: Request) -> Iterator[tuple[int, Iterator[tuple[str, str | None]]]]:
-        """(index, stream of (text, finish_reason or None)) for each of the ``n`` choices."""
+    def _choices(self, request: Request) -> list[tuple[int, Iterator[tuple[str, str | None]]]]:
+        """(index, stream of (text, finish_reason or None)) for each of the ``n`` choices.
+
+        All choices are started here, so a batching backend runs them side by side; choice ``i``
+        draws from its own generator seeded ``seed + i`` (the same answers whatever the batching).
+        """
         from frugalnn.methods.livemind.local import Sampling
 
-        generator = torch.Generator()
-        generator.manual_seed(request.seed if request.seed is not None else int(time.time_ns() % 2**63))
-        sampling = Sampling(request.temperature, request.top_p, generator)
+        base = request.seed if request.seed is not None else time.time_ns()
+        streams = []
         for index in range(request.n):
-            yield index, self._one(request, sampling)
+            generator = torch.Generator()
+            generator.manual_seed((base + index) % 2**64)
+            pieces = self._pieces(request, Sampling(request.temperature, request.top_p, generator))
+            self.open_streams.append(pieces)
+            streams.append((index, self._one(request, pieces)))
+        return streams
 
-    def _one(self, request: Request, sampling: Any) -> Iterator[tuple[str, str | None]]:
+    def _pieces(self, request: Request, sampling: Any) -> Iterator[Any]:
         backend = self.server.backend
         if request.kind == "completion":
             if not hasattr(backend, "stream_text"):
                 raise RequestError(
                     400, "this backend has no plain-text completions; use /v1/chat/completions"
                 )
-            pieces = backend.stream_text(request.prompt, max_new_tokens=request.max_tokens, sampling=sampling)
-        else:
-            pieces = backend.stream(
-                request.messages, max_new_tokens=request.max_tokens, prefix=request.prefix, sampling=sampling
-            )
-        scanner, n_out, deadline = (
-            StopScanner(request.stop),
-            0,
-            time.monotonic() + self.server.generation_timeout_s,
+            return backend.stream_text(request.prompt, max_new_tokens=request.max_tokens, sampling=sampling)
+        return backend.stream(
+            request.messages, max_new_tokens=request.max_tokens, prefix=request.prefix, sampling=sampling
         )
-        finish = "stop"
+
+    def _one(self, request: Request, pieces: Any) -> Iterator[tuple[str, str | None]]:
+        scanner, n_out, deadline = StopScanner(request.stop), 0, self.deadline
+        finish, first = "stop", True
         try:
             for piece in pieces:
+                if first:  # the backend's stats of this prompt (read while it is still this request's)
+                    stats = getattr(self.server.backend, "last_stats", {}) or {}
+                    self.prompt_tokens, first = stats.get("prompt_tokens", 0), False
                 if not piece.text:
                     continue
                 n_out += 1
@@ -215,7 +212,7 @@ class _Handler(BaseHTTPRequestHandler):
                 "created": int(time.time()), "model": self.server.model_name}  # fmt: skip
 
     def _usage(self) -> dict[str, int]:
-        prompt = (getattr(self.server.backend, "last_stats", {}) or {}).get("prompt_tokens", 0)
+        prompt = self.prompt_tokens
         return {
             "prompt_tokens": prompt,
             "completion_tokens": self.tokens_out,
@@ -224,7 +221,8 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _start(self, request: Request) -> None:
         prefix = "chatcmpl" if request.kind == "chat" else "cmpl"
-        self.request_id, self.tokens_out = f"{prefix}-{uuid.uuid4().hex[:24]}", 0
+        self.request_id, self.tokens_out, self.prompt_tokens = f"{prefix}-{uuid.uuid4().hex[:24]}", 0, 0
+        self.deadline = time.monotonic() + self.server.generation_timeout_s  # for all n choices together
 
     def _complete(self, request: Request) -> None:
         self._start(request)
@@ -264,14 +262,14 @@ class _Handler(BaseHTTPRequestHandler):
     def _stream(self, request: Request) -> None:
         self._start(request)
         choices = self._choices(request)
-        index, first = next(choices)
+        index, first = choices[0]
         head = next(first)  # errors before any byte is sent still get a proper 4xx
         self.send_response(200)
         self.send_header("Content-Type", "text/event-stream")
         self.send_header("Cache-Control", "no-cache")
         self.end_headers()
         try:
-            for i, stream in _chain((index, _chain(head, first)), choices):
+            for i, stream in _chain((index, _chain(head, first)), choices[1:]):
                 if request.kind == "chat":
                     self._event(request, i, None, None, role=True)
                 for text, finish in stream:
@@ -311,14 +309,21 @@ class ChatServer(ThreadingHTTPServer):
         socket_timeout_s: float = 30.0,
         generation_timeout_s: float = 300.0,
         default_temperature: float = 0.0,
+        send_buffer_bytes: int = 1 << 17,
     ) -> None:
         super().__init__((host, port), _Handler)
         self.backend, self.model_name = backend, model_name
         self.max_tokens_limit, self.verbose = max_tokens_limit, verbose
         self.slots = threading.BoundedSemaphore(max_connections)
         self.socket_timeout_s, self.generation_timeout_s = socket_timeout_s, generation_timeout_s
-        self.default_temperature = default_temperature
+        self.default_temperature, self.send_buffer_bytes = default_temperature, send_buffer_bytes
         self.created = time.time()
+
+    def server_close(self) -> None:
+        super().server_close()
+        close = getattr(self.backend, "close", None)  # a batching backend stops its scheduler thread
+        if close is not None:
+            close()
 
     @property
     def url(self) -> str:
