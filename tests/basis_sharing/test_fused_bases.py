@@ -100,6 +100,14 @@ def test_fused_weight_follows_changes_of_the_bases_and_autograd_reaches_them() -
     model.zero_grad()
     model(ids).logits.sum().backward()  # training: the unfused path, so gradients reach every basis
     assert all(m.weight.grad is not None for m in model.modules() if isinstance(m, Basis))
+    with torch.inference_mode():
+        model(ids)
+    for m in model.modules():  # frozen bases (LoRA-style training of the coefficients): the fused path
+        if isinstance(m, Basis):
+            m.weight.requires_grad_(False)
+    model.zero_grad()
+    model(ids).logits.sum().backward()
+    assert model.model.layers[0].self_attn.q_proj.coeff.weight.grad is not None
 
 
 def test_fuse_flag_travels_with_the_folder(tmp_path, smol_tokenizer) -> None:

@@ -60,7 +60,9 @@ class FusedBases:
     def weight(self) -> torch.Tensor:
         weights = [b.weight for b in self.bases]
         stamp = tuple((w.data_ptr(), w._version, w.dtype, w.device) for w in weights)
-        if self._weight is None or stamp != self._stamp:
+        stale = self._weight is None or stamp != self._stamp
+        if stale or (self._weight.is_inference() and not torch.is_inference_mode_enabled()):
+            # an inference-mode copy cannot take part in autograd (e.g. LoRA on the coefficients later)
             self._weight = torch.cat([w.detach() for w in weights])
             self._stamp = stamp
         return self._weight
