@@ -10,6 +10,9 @@ the time another process held the core).
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
+import inspect
 import resource
 import time
 from dataclasses import dataclass
@@ -41,19 +44,29 @@ class DecodeRun:
 
 
 @torch.no_grad()
-def greedy_decode(model: torch.nn.Module, ids: torch.Tensor, new_tokens: int) -> DecodeRun:
-    """``new_tokens`` greedy tokens after ``ids`` [batch, length] (equal-length prompts, no padding)."""
+def greedy_decode(
+    model: torch.nn.Module,
+    ids: torch.Tensor,
+    new_tokens: int,
+    around_steps: contextlib.AbstractContextManager | None = None,
+) -> DecodeRun:
+    """``new_tokens`` greedy tokens after ``ids`` [batch, length] (equal-length prompts, no padding).
+    ``around_steps`` (e.g. a ``torch.profiler.profile``) is entered around the one-token steps only."""
     if new_tokens < 1 or ids.ndim != 2:
-        raise ValueError(f"need ids [batch, length] and new_tokens >= 1, got {tuple(ids.shape)}, {new_tokens}")
+        raise ValueError(
+            f"need ids [batch, length] and new_tokens >= 1, got {tuple(ids.shape)}, {new_tokens}"
+        )
     with _Timer() as prefill:
         out = model(input_ids=ids, use_cache=True, logits_to_keep=1)
         token = out.logits[:, -1].argmax(-1, keepdim=True)
     tokens = [token]
-    with _Timer() as steps:
-        past = out.past_key_values
+    # transformers 5.24 renamed the cache argument and output from past_key_values to cache
+    name = "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
+    with around_steps or contextlib.nullcontext(), _Timer() as steps:
+        past = getattr(out, name)
         for _ in range(new_tokens - 1):
-            out = model(input_ids=token, past_key_values=past, use_cache=True)
-            past = out.past_key_values
+            out = model(input_ids=token, use_cache=True, **{name: past})
+            past = getattr(out, name)
             token = out.logits[:, -1].argmax(-1, keepdim=True)
             tokens.append(token)
     return DecodeRun(torch.cat(tokens, dim=1), prefill.seconds, steps.seconds)
@@ -75,7 +88,12 @@ def peak_rss_bytes() -> int:
 def reset_peak_rss() -> bool:
     """Reset the kernel's resident high-water mark to the current RSS (Linux ``clear_refs`` 5; on Linux
     ``ru_maxrss`` and VmHWM both follow it, so a later ``peak_rss_bytes`` is the peak since the reset);
-    False where that is not possible."""
+    False where that is not possible. Freed heap memory is first handed back to the system (glibc
+    ``malloc_trim``), so the new peak counts live memory, not what the allocator kept from earlier."""
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):
+        pass
     try:
         Path("/proc/self/clear_refs").write_text("5")
         return True
@@ -83,11 +101,12 @@ def reset_peak_rss() -> bool:
         return False
 
 
-def vm_hwm_bytes() -> int | None:
-    """Peak resident set since the last ``reset_peak_rss`` (or the process start), from /proc."""
+def vm_hwm_bytes(field: str = "VmHWM") -> int | None:
+    """Peak resident set since the last ``reset_peak_rss`` (or the process start), from /proc
+    (``field="VmRSS"``: the current resident set)."""
     try:
         for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
+            if line.startswith(f"{field}:"):
                 return int(line.split()[1]) * 1024
     except (OSError, ValueError, IndexError):
         return None
