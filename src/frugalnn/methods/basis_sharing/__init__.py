@@ -9,8 +9,16 @@ from frugalnn.methods import register_method
 from frugalnn.methods.basis_sharing import hf_modeling  # noqa: F401  (registers the llm_modeling plug-in)
 from frugalnn.methods.basis_sharing.compress import compress
 from frugalnn.methods.basis_sharing.config import BasisSharingConfig, Config, rank_for_ratio
-from frugalnn.methods.basis_sharing.layers import Basis, SharedBasisLinear
+from frugalnn.methods.basis_sharing.layers import Basis, SharedBasisLinear, fuse_bases
 
 register_method(BasisSharingConfig, compress)
 
-__all__ = ["Basis", "BasisSharingConfig", "Config", "SharedBasisLinear", "compress", "rank_for_ratio"]
+__all__ = [
+    "Basis",
+    "BasisSharingConfig",
+    "Config",
+    "SharedBasisLinear",
+    "compress",
+    "fuse_bases",
+    "rank_for_ratio",
+]

@@ -27,6 +27,7 @@ from frugalnn.methods.basis_sharing.layers import (
     Basis,
     SharedBasisLinear,
     compression_spec,
+    fuse_bases,
     linear_weight,
     set_submodule,
 )
@@ -292,7 +293,10 @@ def compress(
         with torch.enable_grad():
             model, record["lora"] = lora_recover(model, config, calib, progress)
     model.train(was_training)
-    model.frugalnn_compression = compression_spec(model, {"method": config.method, "ratio": config.ratio})
+    model.frugalnn_compression = compression_spec(
+        model, {"method": config.method, "ratio": config.ratio, "fuse": config.fuse}
+    )
+    fuse_bases(model, config.fuse)
     return model, record
 
 

@@ -82,6 +82,11 @@ class BasisSharingConfig(MethodConfig):
         "calibration forward precision; bfloat16 is ~2.8x faster on CPUs with avx512_bf16 (dense propagation)",
         choices=("float32", "bfloat16"),
     )
+    fuse: bool = option(
+        True,
+        "one GEMM for the bases of projections that read one input (q/k/v, gate/up); outputs equal up to "
+        "float rounding",
+    )
     lora_epochs: int = option(0, "LoRA recovery epochs on the coefficient matrices (peft); 0: off", low=0)
     lora_r: int = option(8, "LoRA rank", low=1)
     lora_alpha: int = option(32, "LoRA alpha", low=1)

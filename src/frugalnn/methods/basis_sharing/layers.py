@@ -1,9 +1,8 @@
 """Shared-basis linear layers: y = (x B) C_i + b, one basis B per group, one C_i per layer.
 
-``Basis`` is a module holding B (stored as a k×d_in weight so ``F.linear`` applies it); the *same* Basis
-instance is a child of every ``SharedBasisLinear`` of its group, so the basis is one tensor in memory,
-``model.parameters()`` counts it once, and an optimiser updates it once. The coefficients are an ordinary
-``nn.Linear(k, d_out)`` named ``coeff``, so peft's LoRA can target them by name.
+The modules (``Basis``, ``SharedBasisLinear``) and the fused basis GEMMs live in ``modules.py`` (torch only,
+so its source also serves as the modelling code of compressed Hugging Face folders); this file adds what
+frugalnn needs around them.
 
 ``rebuild(model, spec)`` swaps these modules into a dense model built from its config, following the
 ``frugalnn_compression.json`` that ``frugalnn.core.llm.save_causal_lm`` wrote; it is how
@@ -18,40 +17,14 @@ import torch
 from torch import nn
 
 from frugalnn.core import plugins
+from frugalnn.methods.basis_sharing.modules import (  # noqa: F401  (re-exported)
+    Basis,
+    FusedBases,
+    SharedBasisLinear,
+    fuse_bases,
+)
 
 LAYER_NAME = "basis_sharing"  # the ``llm_layer`` plug-in name stored in frugalnn_compression.json
-
-
-class Basis(nn.Module):
-    """The shared basis B ∈ ℝ^{d_in×k}, stored transposed as ``weight`` [k, d_in]."""
-
-    def __init__(self, in_features: int, rank: int, dtype: torch.dtype = torch.float32) -> None:
-        super().__init__()
-        self.in_features = in_features
-        self.rank = rank
-        self.weight = nn.Parameter(torch.empty(rank, in_features, dtype=dtype))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return nn.functional.linear(x, self.weight)
-
-
-class SharedBasisLinear(nn.Module):
-    """Replacement for one nn.Linear / GPT-2 Conv1D: ``coeff(basis(x))``, same input/output contract."""
-
-    def __init__(
-        self, basis: Basis, out_features: int, bias: bool, dtype: torch.dtype = torch.float32
-    ) -> None:
-        super().__init__()
-        self.basis = basis
-        self.coeff = nn.Linear(basis.rank, out_features, bias=bias, dtype=dtype)
-        self.in_features = basis.in_features
-        self.out_features = out_features
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.coeff(self.basis(x))
-
-    def extra_repr(self) -> str:
-        return f"in={self.in_features}, rank={self.basis.rank}, out={self.out_features}"
 
 
 def linear_weight(module: nn.Module) -> tuple[torch.Tensor, torch.Tensor | None]:
@@ -82,6 +55,7 @@ def rebuild(model: nn.Module, spec: dict[str, Any]) -> nn.Module:
             bases[key] = Basis(int(entry["in"]), int(entry["rank"]))
         layer = SharedBasisLinear(bases[key], int(entry["out"]), bool(entry["bias"]))
         set_submodule(model, entry["name"], layer)
+    fuse_bases(model, bool(spec.get("fuse", True)))  # folders written before fusion: fused by default
     return model
 
 
