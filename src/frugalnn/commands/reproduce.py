@@ -22,6 +22,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--all", action="store_true", help="run every registered experiment")
     p.add_argument("--quick", action="store_true", help="small, fast settings (what `make demo` runs)")
     p.add_argument("--out", default="reports", help="report folder (default: ./reports)")
+    p.set_defaults(out_rule="root", overwrite=True)  # one sub-folder per experiment, replaced as a unit
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     p.add_argument("--threads", type=int, default=1, help="torch threads (default 1: reliable on 2 cores)")
     p.add_argument("--list", action="store_true", help="list the experiments and exit")

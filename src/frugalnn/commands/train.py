@@ -7,7 +7,13 @@ import json
 from dataclasses import asdict
 from pathlib import Path
 
-from frugalnn.commands._common import non_negative_int, positive_float, positive_int, set_threads
+from frugalnn.commands._common import (
+    add_out_option,
+    non_negative_int,
+    positive_float,
+    positive_int,
+    set_threads,
+)
 from frugalnn.core.data import IMAGE_DATASETS
 from frugalnn.core.models import MODEL_NAMES
 from frugalnn.errors import ConfigError
@@ -30,7 +36,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=1, help="torch threads (1 is reliable on 2 cores)")
-    p.add_argument("--out", required=True, help="checkpoint folder (safetensors + JSON)")
+    add_out_option(
+        p,
+        "checkpoint folder (safetensors + JSON); a folder holding an unfinished run resumes it",
+        resumable=True,
+    )
     p.add_argument(
         "--quadratic", metavar="FORM", help="swap layers for quadratic neurons (efficient, square, ...)"
     )

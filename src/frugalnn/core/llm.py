@@ -281,9 +281,14 @@ def _layer_name(spec: dict[str, Any], folder: Path) -> str:
 
 # --------------------------------------------------------------------------- saving
 def save_causal_lm(
-    model: torch.nn.Module, tokenizer: Any, out_dir: str | os.PathLike, overwrite: bool = False
+    model: torch.nn.Module,
+    tokenizer: Any,
+    out_dir: str | os.PathLike,
+    overwrite: bool = False,
+    extra_json: dict[str, Any] | None = None,
 ) -> Path:
     """Save model + tokenizer to a folder atomically; ``load_causal_lm(out_dir)`` gives identical logits.
+    ``extra_json`` (file name -> object) is written inside the folder before it appears.
 
     A compressed model is written in Hugging Face form (core/llm_hf.py): transformers loads it with
     ``AutoModelForCausalLM.from_pretrained(out_dir, trust_remote_code=True)``."""
@@ -297,6 +302,8 @@ def save_causal_lm(
             save_hf_compressed(model, tmp, spec)
         if tokenizer is not None:
             tokenizer.save_pretrained(tmp)
+        for name, obj in (extra_json or {}).items():
+            atomic_write_json(tmp / name, obj)
     return Path(out_dir)
 
 
