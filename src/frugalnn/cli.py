@@ -93,6 +93,13 @@ def _check_value(dest: str, value: object) -> object:
     return value
 
 
+def _text(text: str) -> str:
+    """A string option's value: never empty (an empty path or name is always a mistake)."""
+    if not text.strip():
+        raise argparse.ArgumentTypeError("is empty; give a value")
+    return text
+
+
 def _limited(convert, dest: str):  # noqa: ANN001, ANN202 - wraps an argparse ``type``
     @functools.wraps(convert)
     def checked(text: str):  # noqa: ANN202
@@ -109,6 +116,8 @@ def _apply_limits(parser: argparse.ArgumentParser) -> None:
                 _apply_limits(child)
         elif callable(action.type) and not getattr(action.type, "__wrapped__", None):
             action.type = _limited(action.type, action.dest)
+        elif action.type is None and action.nargs is None and action.const is None:
+            action.type = _limited(_text, action.dest)
 
 
 def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:

@@ -191,7 +191,17 @@ def check_out_folder(out: str | None, overwrite: bool, resumable: bool = False) 
                 "choose another folder"
             )
         return
-    parent = path.absolute().parent
+    check_creatable(out)
+
+
+def check_creatable(out: str) -> None:
+    """``--out`` can be created: its nearest existing ancestor is a writable ordinary folder."""
+    import os
+    from pathlib import Path
+
+    from frugalnn.errors import ConfigError
+
+    parent = Path(out).absolute().parent
     while not parent.exists():
         parent = parent.parent
     if not parent.is_dir() or not os.access(parent, os.W_OK | os.X_OK):

@@ -6,7 +6,13 @@ import argparse
 import json
 from pathlib import Path
 
-from frugalnn.commands._common import add_config_options, add_out_option, config_from_args, set_threads
+from frugalnn.commands._common import (
+    add_config_options,
+    add_out_option,
+    config_from_args,
+    positive_int,
+    set_threads,
+)
 
 SEARCH_ONLY = (
     "bits", "threshold", "outputs", "kept_bits", "rows", "columns", "levels_back", "parents", "offspring",
@@ -48,7 +54,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     a.add_argument("--data", default="fashion-mnist")
     a.add_argument("--data-root", help="folder for cifar10/cifar100/idx data")
     add_config_options(a, EncodingConfig, only=APPLY_ONLY)
-    a.add_argument("--eval-images", type=int, help="test images for the reported accuracies (default all)")
+    a.add_argument(
+        "--eval-images", type=positive_int, help="test images for the reported accuracies (default all)"
+    )
     a.add_argument("--threads", type=int, default=1, help="torch threads (1 is reliable on 2 cores)")
     add_out_option(a, "new checkpoint folder")
     a.add_argument("--no-progress", action="store_true")

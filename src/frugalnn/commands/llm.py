@@ -15,6 +15,7 @@ from frugalnn.commands._common import (
     positive_int,
     set_threads,
 )
+from frugalnn.errors import ConfigError
 from frugalnn.methods.basis_sharing.config import BasisSharingConfig
 
 
@@ -142,14 +143,24 @@ def cmd_eval(args: argparse.Namespace) -> int:
     import json
 
     from frugalnn.core.data.calib import evaluation_windows, parse_calib
-    from frugalnn.core.llm import count_parameters, encode_text, load_causal_lm, perplexity
+    from frugalnn.core.llm import (
+        check_model_source,
+        count_parameters,
+        encode_text,
+        load_causal_lm,
+        perplexity,
+    )
     from frugalnn.core.report import markdown_table
 
     set_threads(args.threads)
     domains = [d.strip() for d in args.data.split(",") if d.strip()]
+    if not domains:
+        raise ConfigError("--data is empty; give a text such as austen:prideprejudice")
     for domain in domains:
         parse_calib(domain)  # an unknown text fails before any model loads
-    names = [args.model] + ([args.baseline] if args.baseline else [])
+    names = [args.model] + ([args.baseline] if args.baseline is not None else [])
+    for name in names:  # both models must exist before the first one is evaluated
+        check_model_source(name)
     rows: dict[str, dict] = {d: {"data": d} for d in domains}
     for label, name in zip(("perplexity", "baseline_perplexity"), names):
         model, tok = load_causal_lm(name)

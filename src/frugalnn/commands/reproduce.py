@@ -47,6 +47,12 @@ def run(args: argparse.Namespace) -> int:
         folder = Path(args.index)
         if not folder.is_dir():
             raise ConfigError(f"--index {folder}: not a folder; give the results folder (e.g. docs/results)")
+        from frugalnn.experiments._index import index_entries
+
+        if not index_entries(folder):
+            raise ConfigError(
+                f"--index {folder}: holds no result records; give the results folder (e.g. docs/results)"
+            )
         print(f"index: {write_index(folder)}")
         return 0
     if args.all == bool(args.name):

@@ -94,6 +94,12 @@ def _train(args: argparse.Namespace) -> int:
         checkpoint_every_steps=args.checkpoint_every,
     )
     config.validate()
+    given = [
+        f for f in ("quadratic_rank", "quadratic_layers", "quadratic_width") if getattr(args, f) is not None
+    ]
+    if given and args.quadratic is None:
+        flag = "--" + given[0].replace("_", "-")
+        raise ConfigError(f"{flag} needs --quadratic FORM; add it or drop {flag}")
     data = load_image_data(args.data, args.data_root, seed=args.seed)
     spec = ModelSpec(args.model, data.num_classes, data.in_channels, data.image_size)
     torch.manual_seed(args.seed)  # the initial weights too: the same --seed gives the same model
