@@ -127,10 +127,15 @@ def kill_trials(
             proc.wait()
             killed = True
         left_after_kill = _leftovers(place)
-        rerun = subprocess.run(command(out), env=_env(), capture_output=True, text=True)
+        # a folder-writing command whose folder is complete had finished before the kill landed: the same
+        # command again is refused by the --out rules, so only a resumable one (train) is rerun then
+        finished = out.is_dir() and not resumable
+        rerun = subprocess.run(
+            ["true"] if finished else command(out), env=_env(), capture_output=True, text=True
+        )
         got = _digest(out, compare) if out.is_dir() else {}
         rows.append({
-            "trial": i, "kill_at_s": round(kill_at, 2), "killed": killed,
+            "trial": i, "kill_at_s": round(kill_at, 2), "killed": killed, "finished_before_kill": finished,
             "left_after_kill": left_after_kill, "rerun_exit": rerun.returncode,
             "rerun_error": rerun.stderr.strip().splitlines()[-1] if rerun.returncode else "",
             "identical": got == reference, "leftovers": _leftovers(place),

@@ -116,6 +116,8 @@ def _search(args: argparse.Namespace) -> int:
     from frugalnn.core.checkpoint import read_meta
     from frugalnn.methods.early_exit import load_early_exit, save_early_exit, search
 
+    if args.tolerance is not None and not 0 <= args.tolerance < 1:  # before the model runs
+        raise ConfigError(f"--tolerance must lie in [0, 1) (0.005 = 0.5 point), got {args.tolerance}")
     set_threads(args.threads)
     model, spec, _ = load_early_exit(args.model)
     if args.rule:

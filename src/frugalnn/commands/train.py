@@ -199,6 +199,11 @@ def _zoo(args: argparse.Namespace) -> int:
     from frugalnn.core.data import load_fashion_mnist
     from frugalnn.core.zoo import RECIPES, build_baseline, recipe, zoo_path
 
+    unknown = [m for m in args.models if m not in RECIPES]
+    if unknown:
+        raise ConfigError(f"unknown zoo model {unknown[0]!r}; choose from {', '.join(RECIPES)}")
+    if args.action == "list" and args.models:
+        raise ConfigError("zoo list takes no model names; use `frugalnn zoo build NAME ...` to build them")
     if args.action == "list":
         for name in RECIPES:
             folder = zoo_path(name)

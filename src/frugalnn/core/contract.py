@@ -178,6 +178,8 @@ def bad_values(command: str, action: argparse.Action) -> list[tuple[str, str]]:
         return [("non-number", "ten"), ("fraction", "1.5"), ("negative", "-1"), ("oversized", str(10**30))]
     if kind == "<lambda>":  # comma lists
         return [("non-number list", "a,b"), ("nan in list", "nan,1")]
+    if not action.option_strings and action.dest != "harness_args":  # names: assets, models, experiments
+        return [("unknown name", "no-such-name"), ("empty", "")]
     return []
 
 
@@ -256,7 +258,9 @@ def _names(line: str, case: Case, paths: dict[str, object], out: Path) -> bool:
     value = _fill([case.value], paths, out)[0]
     keys = {case.flag, case.flag.lstrip("-"), case.flag.lstrip("-").replace("-", "_"), value}
     keys |= {part for part in value.split(",") if part}
-    return any(k and k in line for k in keys) or (value == "" and "empty" in line)
+    if value == "" and ("empty" in line or "''" in line):
+        return True
+    return any(k and k in line for k in keys) or case.flag.lower() in line.lower()
 
 
 def run_case(case: Case, paths: dict[str, Path], work: Path, timeout_s: float = 30.0) -> Outcome:
