@@ -348,6 +348,7 @@ def main() -> None:
                     args.trials,
                     args.seed,
                     work / "llm",
+                    False,
                 )
                 result["command"] = result["command"].replace(str(llm_folder), "TINY_LLAMA")
             else:
