@@ -183,9 +183,10 @@ def bad_values(command: str, action: argparse.Action) -> list[tuple[str, str]]:
     return []
 
 
-def cases(command: str, parser: argparse.ArgumentParser) -> list[Case]:
+def cases(command: str, parser: argparse.ArgumentParser, per_option: int | None = None) -> list[Case]:
     """Bad inputs for ``command``: each option's bad values, plus an unknown flag and a missing
-    required option."""
+    required option. ``per_option``: at most this many values per option, rotating through the kinds
+    from one option to the next (a quick run that still covers every kind)."""
     positionals, options = BASE[command]
     words = command.split()
     out: list[Case] = []
@@ -197,11 +198,14 @@ def cases(command: str, parser: argparse.ArgumentParser) -> list[Case]:
                 argv += pos[action.dest]
         return argv + opts
 
-    for action in parser._actions:  # noqa: SLF001
+    for index, action in enumerate(parser._actions):  # noqa: SLF001
         if isinstance(action, argparse._HelpAction) or action.nargs == 0:  # noqa: SLF001
             continue
         flag = action.option_strings[0] if action.option_strings else action.dest
-        for kind, value in bad_values(command, action):
+        values = bad_values(command, action)
+        if per_option is not None and len(values) > per_option:
+            values = [values[(index + k) % len(values)] for k in range(per_option)]
+        for kind, value in values:
             if (command, flag, value) in VALID:
                 continue
             if action.option_strings:
