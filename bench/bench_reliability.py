@@ -177,7 +177,8 @@ def _send(port: int, raw: bytes, read: bool = True) -> str:
             head = s.recv(64)
         except (TimeoutError, ConnectionError):
             return "no reply"
-    return head.split(b"\r\n", 1)[0].decode("latin-1") or "closed"
+    first = head.split(b"\r\n", 1)[0].split(b"\n", 1)[0].decode("latin-1").replace("|", "/").strip()
+    return first or "closed"
 
 
 def _post(body: bytes, length: int | str | None = None, path: str = "/v1/chat/completions") -> bytes:
@@ -299,7 +300,10 @@ def write_report(out: Path, parts: dict[str, dict], seed: int) -> None:
         lines += [f"\n## Server under abuse\n\n`frugalnn serve` (tiny Llama, --socket-timeout-s 2, --max-connections 8) "
                   f"on 127.0.0.1: {s['requests']} abusive requests in {s['seconds']} s; alive after: {s['alive_after']}.\n\n",
                   markdown_table([{"after requests": x["after"], "RSS MiB": round(x["rss_kb"] / 1024, 1), "threads": x["threads"]} for x in s["samples"]]),
-                  f"\nRSS growth after the first quarter: {s['rss_growth_kb'] / 1024:.1f} MiB; thread growth: {s['thread_growth']}.\n\n",
+                  f"\nRSS growth from request 250 to {s['requests']}: {s['rss_growth_kb'] / 1024:.1f} MiB; thread growth: "
+                  f"{s['thread_growth']} (the first quarter includes the first generations' one-time allocations: "
+                  f"{(s['samples'][1]['rss_kb'] - s['samples'][0]['rss_kb']) / 1024:.1f} MiB). A request line of binary "
+                  "garbage is answered by http.server's HTTP/0.9 error page (no status line).\n\n",
                   markdown_table([{"request: first reply line": k, "count": v} for k, v in s["outcomes"].items()])]  # fmt: skip
     record = make_record("reliability", config={"parts": sorted(parts)}, seed=seed,
                          data={"fixtures": "generated (frugalnn.core.contract.make_fixtures); digits; tiny random Llama"},

@@ -11,11 +11,17 @@ from frugalnn.core import contract
 
 
 @pytest.fixture(scope="module")
-def paths(tmp_path_factory, smol_tokenizer):
-    from conftest import _write_tiny_llama
+def paths(tmp_path_factory, smol_tokenizer, pytestconfig):
+    import importlib.util
 
+    # tests/conftest.py's writer (several conftest modules exist, so load that one by path)
+    spec = importlib.util.spec_from_file_location(
+        "root_conftest", pytestconfig.rootpath / "tests" / "conftest.py"
+    )
+    root_conftest = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(root_conftest)
     root = tmp_path_factory.mktemp("contract")
-    llm = _write_tiny_llama(root / "tiny-llama", smol_tokenizer, layers=1)
+    llm = root_conftest._write_tiny_llama(root / "tiny-llama", smol_tokenizer, layers=1)
     return contract.make_fixtures(root / "fixtures", llm)
 
 

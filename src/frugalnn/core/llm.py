@@ -89,7 +89,10 @@ def check_model_source(name: str) -> None:
             "config.json and the weights"
         )
     if path.is_dir():
-        _load_config(path)
+        from frugalnn.core.llm_hf import is_hf_compressed
+
+        if not is_hf_compressed(path):  # a compressed folder's config names frugalnn's own model_type
+            _load_config(path)
         from safetensors import safe_open
 
         for weights in sorted(path.glob("*.safetensors")):  # headers only: corrupt files fail here
