@@ -8,6 +8,7 @@ writing docs/results/hw_mac/hw_bench.json.
 
 from __future__ import annotations
 
+import argparse
 import os
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")
@@ -18,4 +19,17 @@ from pathlib import Path  # noqa: E402
 from frugalnn.experiments.hw_mac.substrate import substrate_bench  # noqa: E402
 
 if __name__ == "__main__":
-    substrate_bench(Path(__file__).resolve().parents[1] / "docs" / "results" / "hw_mac" / "hw_bench.json")
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument(
+        "--out",
+        type=Path,
+        default=Path(__file__).resolve().parents[1] / "docs" / "results" / "hw_mac" / "hw_bench.json",
+        help="record file (default docs/results/hw_mac/hw_bench.json)",
+    )
+    p.add_argument("--seed", type=int, default=0, help="activation / transition seed (default 0)")
+    args = p.parse_args()
+    if not 0 <= args.seed < 2**32:
+        p.error(f"--seed lies in [0, 2**32), got {args.seed}")
+    if args.out.is_dir() or args.out.suffix != ".json":
+        p.error(f"--out {args.out} must be a .json file path")
+    substrate_bench(args.out, seed=args.seed)

@@ -4,14 +4,19 @@ Each sub-command group lives in its own module under ``frugalnn.commands`` and e
 ``register(subparsers)``; modules are discovered, so adding a method never edits this file.
 Only the module of the command being run is imported: the others are listed from their source (the
 ``sub.add_parser("name", help="...")`` calls in ``register``), so ``frugalnn --help`` imports no torch.
-Every ``FrugalError`` becomes one line on stderr and exit code 2.
+Every ``FrugalError`` and every usage error becomes one line on stderr and exit code 2. Parser-wide
+rules apply to every option of every command (commands added later included): a float must be finite,
+a whole number fits in 32 bits, a seed lies in [0, 2**32), ``--threads`` in [1, 1024], and ``--out``
+(declared with ``commands._common.add_out_option``) is checked before the command starts.
 """
 
 from __future__ import annotations
 
 import argparse
 import ast
+import functools
 import importlib
+import math
 import pkgutil
 import sys
 from pathlib import Path
@@ -60,9 +65,64 @@ def command_table() -> tuple[dict[str, tuple[str, str]], list[str]]:
     return dict(ordered), opaque
 
 
+class _Parser(argparse.ArgumentParser):
+    """Usage errors as one line (``frugalnn train: error: ...``) and exit code 2."""
+
+    def error(self, message: str):  # noqa: ANN201 - NoReturn
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+MAX_INT = 2**31 - 1
+MAX_SEED = 2**32 - 1
+MAX_THREADS = 1024
+
+
+def _check_value(dest: str, value: object) -> object:
+    """The parser-wide limits on a converted option value (tuples element by element)."""
+    if isinstance(value, tuple):
+        return tuple(_check_value(dest, v) for v in value)
+    if isinstance(value, float) and not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"must be a finite number, got {value}")
+    if isinstance(value, int) and not isinstance(value, bool):
+        if dest.endswith("seed") and not 0 <= value <= MAX_SEED:
+            raise argparse.ArgumentTypeError(f"a seed must lie in [0, {MAX_SEED}], got {value}")
+        if dest == "threads" and not 1 <= value <= MAX_THREADS:
+            raise argparse.ArgumentTypeError(f"must lie in [1, {MAX_THREADS}], got {value}")
+        if abs(value) > MAX_INT:
+            raise argparse.ArgumentTypeError(f"must lie within +-{MAX_INT}, got {value}")
+    return value
+
+
+def _text(text: str) -> str:
+    """A string option's value: never empty (an empty path or name is always a mistake)."""
+    if not text.strip():
+        raise argparse.ArgumentTypeError("is empty; give a value")
+    return text
+
+
+def _limited(convert, dest: str):  # noqa: ANN001, ANN202 - wraps an argparse ``type``
+    @functools.wraps(convert)
+    def checked(text: str):  # noqa: ANN202
+        return _check_value(dest, convert(text))
+
+    return checked
+
+
+def _apply_limits(parser: argparse.ArgumentParser) -> None:
+    """Wrap every option's ``type`` with ``_check_value``, in all nested sub-parsers."""
+    for action in parser._actions:  # noqa: SLF001
+        if isinstance(action, argparse._SubParsersAction):  # noqa: SLF001
+            for child in action.choices.values():
+                _apply_limits(child)
+        elif callable(action.type) and not getattr(action.type, "__wrapped__", None):
+            action.type = _limited(action.type, action.dest)
+        elif action.type is None and action.nargs is None and action.const is None:
+            action.type = _limited(_text, action.dest)
+
+
 def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
     """The parser; only the module of the command named in ``argv`` is imported (None: all of them)."""
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="frugalnn",
         description="Make neural networks cheap to run: compress, prune, exit early, and cost them in hardware.",
     )
@@ -84,6 +144,7 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
     # list in the user's order (argparse lists in the order parsers were added)
     order = list(table)
     sub._choices_actions.sort(key=lambda a: order.index(a.dest) if a.dest in order else len(order))  # noqa: SLF001
+    _apply_limits(parser)
     return parser
 
 
@@ -99,6 +160,10 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return 2
     try:
+        if getattr(args, "out_rule", None):
+            from frugalnn.commands._common import check_out_folder
+
+            check_out_folder(args.out, args.overwrite, resumable=args.out_rule == "resume")
         result = args.func(args)
     except FrugalError as err:
         print(f"error: {err}", file=sys.stderr)

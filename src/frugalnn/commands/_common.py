@@ -146,3 +146,65 @@ def load_model(name: str):  # noqa: ANN201 - (model, spec, meta)
     raise CheckpointError(
         f"--model {name!r} is neither a checkpoint folder nor a zoo name ({', '.join(RECIPES)})"
     )
+
+
+def add_out_option(
+    parser: argparse.ArgumentParser, help: str, required: bool = True, resumable: bool = False
+) -> None:
+    """``--out FOLDER`` and ``--overwrite`` with the shared rules, checked by ``frugalnn.cli`` before the
+    command runs (see ``check_out_folder``). ``resumable``: a folder holding this command's own
+    unfinished run is continued, not refused."""
+    parser.add_argument("--out", required=required, help=help)
+    parser.add_argument(
+        "--overwrite", action="store_true", help="replace a non-empty --out folder (default: refuse)"
+    )
+    parser.set_defaults(out_rule="resume" if resumable else "folder")
+
+
+RESUMABLE_MARKERS = ("train_state", "checkpoint.json", "search_state.json")
+
+
+def check_out_folder(out: str | None, overwrite: bool, resumable: bool = False) -> None:
+    """The ``--out`` rules of every folder-writing command, applied before any work:
+    an empty string, an existing file or a place that cannot be created is refused; a missing or empty
+    folder is accepted; a non-empty one needs ``--overwrite`` (or, for a ``resumable`` command, holds
+    its own earlier run)."""
+    import os
+    from pathlib import Path
+
+    from frugalnn.errors import ConfigError
+
+    if out is None:
+        return
+    if not out.strip():
+        raise ConfigError("--out is empty; give a folder path")
+    path = Path(out)
+    if path.exists() and not path.is_dir():
+        raise ConfigError(f"--out {out} is an existing file; give a folder path")
+    if path.is_dir():
+        if not os.access(path, os.W_OK | os.X_OK):
+            raise ConfigError(f"--out {out} is not writable; choose a folder you can write")
+        entries = {p.name for p in path.iterdir()}
+        if entries and not overwrite and not (resumable and entries & set(RESUMABLE_MARKERS)):
+            raise ConfigError(
+                f"--out {out} already exists and is not empty; pass --overwrite to replace it or "
+                "choose another folder"
+            )
+        return
+    check_creatable(out)
+
+
+def check_creatable(out: str) -> None:
+    """``--out`` can be created: its nearest existing ancestor is a writable ordinary folder."""
+    import os
+    from pathlib import Path
+
+    from frugalnn.errors import ConfigError
+
+    parent = Path(out).absolute().parent
+    while not parent.exists():
+        parent = parent.parent
+    if not parent.is_dir() or not os.access(parent, os.W_OK | os.X_OK):
+        raise ConfigError(f"--out {out} cannot be created ({parent} is not a writable folder)")
+    if str(parent.resolve()).startswith(("/proc", "/sys")):
+        raise ConfigError(f"--out {out} cannot be created under {parent}; choose a normal folder")

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import argparse
 import json
-from pathlib import Path
 
 from frugalnn.commands._common import (
     add_config_options,
+    add_out_option,
     config_from_args,
     load_model,
     non_negative_int,
@@ -38,7 +38,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     t.add_argument("--preset", choices=tuple(BasisNConfig.PRESETS), help="start from a named recipe")
     add_config_options(t, BasisNConfig)
     t.add_argument("--threads", type=int, default=1, help="torch threads (1 is reliable on 2 cores)")
-    t.add_argument("--out", required=True, help="new checkpoint folder")
+    add_out_option(t, "new checkpoint folder")
     t.set_defaults(func=_train)
 
     e = verbs.add_parser(
@@ -82,8 +82,6 @@ def _train(args: argparse.Namespace) -> int:
 
     set_threads(args.threads)
     config = config_from_args(BasisNConfig, args, preset=args.preset)
-    if Path(args.out).exists():
-        raise ConfigError(f"output folder {args.out} already exists; choose another --out or remove it")
     model, spec, _ = load_model(args.model)
     data = _data_for(spec, args.data, args.data_root)
     basis_model, record = to_basisn(model, config, data=data, progress=True)

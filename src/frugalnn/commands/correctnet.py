@@ -6,7 +6,13 @@ import argparse
 import json
 from pathlib import Path
 
-from frugalnn.commands._common import add_config_options, config_from_args, positive_int, set_threads
+from frugalnn.commands._common import (
+    add_config_options,
+    add_out_option,
+    config_from_args,
+    positive_int,
+    set_threads,
+)
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -32,7 +38,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         t.add_argument("--data", default="fashion-mnist", help="image data set (default fashion-mnist)")
         t.add_argument("--data-root", help="folder for cifar10/cifar100/idx data")
         t.add_argument("--threads", type=positive_int, default=1, help="torch threads (default 1)")
-        t.add_argument("--out", required=(name == "train"), help="output folder (checkpoint + record)")
+        add_out_option(t, "output folder (checkpoint + record)", required=(name == "train"))
         add_config_options(t, CorrectNetConfig)
         t.set_defaults(func=fn)
     e = csub.add_parser(

@@ -6,7 +6,13 @@ import argparse
 import json
 from pathlib import Path
 
-from frugalnn.commands._common import add_config_options, config_from_args, positive_int, set_threads
+from frugalnn.commands._common import (
+    add_config_options,
+    add_out_option,
+    config_from_args,
+    positive_int,
+    set_threads,
+)
 from frugalnn.errors import ConfigError
 from frugalnn.methods.early_exit.config import EarlyExitConfig
 
@@ -29,7 +35,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         exclude=("betas", "thresholds", "tolerance", "step", "backoff_steps"),
         aliases={"head_epochs": ("--epochs",), "head_lr": ("--lr",), "train_subset": ("--subset",)},
     )
-    t.add_argument("--out", required=True, help="early-exit checkpoint folder")
+    add_out_option(t, "early-exit checkpoint folder")
     _common(t)
     t.set_defaults(func=_train)
 
@@ -44,7 +50,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         action="store_true",
         help="then time segments and exits here and switch off the exits that cost more time than they save",
     )
-    s.add_argument("--out", help="write here (default: update --model in place)")
+    add_out_option(s, "write here (default: update --model in place)", required=False)
     _common(s)
     s.set_defaults(func=_search)
 
@@ -110,6 +116,8 @@ def _search(args: argparse.Namespace) -> int:
     from frugalnn.core.checkpoint import read_meta
     from frugalnn.methods.early_exit import load_early_exit, save_early_exit, search
 
+    if args.tolerance is not None and not 0 <= args.tolerance < 1:  # before the model runs
+        raise ConfigError(f"--tolerance must lie in [0, 1) (0.005 = 0.5 point), got {args.tolerance}")
     set_threads(args.threads)
     model, spec, _ = load_early_exit(args.model)
     if args.rule:

@@ -6,7 +6,13 @@ import argparse
 import json
 from pathlib import Path
 
-from frugalnn.commands._common import add_config_options, config_from_args, set_threads
+from frugalnn.commands._common import (
+    add_config_options,
+    add_out_option,
+    config_from_args,
+    positive_int,
+    set_threads,
+)
 
 SEARCH_ONLY = (
     "bits", "threshold", "outputs", "kept_bits", "rows", "columns", "levels_back", "parents", "offspring",
@@ -33,9 +39,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     s.add_argument("--preset", choices=sorted(EncodingConfig.PRESETS), help="start from a named recipe")
     add_config_options(s, EncodingConfig, only=SEARCH_ONLY)
-    s.add_argument(
-        "--out", required=True, help="output folder (encoder.json, search.json, search_state.json)"
-    )
+    add_out_option(s, "output folder (encoder.json, search.json, search_state.json)", resumable=True)
     s.add_argument("--no-progress", action="store_true")
     s.set_defaults(func=_search)
 
@@ -50,9 +54,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     a.add_argument("--data", default="fashion-mnist")
     a.add_argument("--data-root", help="folder for cifar10/cifar100/idx data")
     add_config_options(a, EncodingConfig, only=APPLY_ONLY)
-    a.add_argument("--eval-images", type=int, help="test images for the reported accuracies (default all)")
+    a.add_argument(
+        "--eval-images", type=positive_int, help="test images for the reported accuracies (default all)"
+    )
     a.add_argument("--threads", type=int, default=1, help="torch threads (1 is reliable on 2 cores)")
-    a.add_argument("--out", required=True, help="new checkpoint folder")
+    add_out_option(a, "new checkpoint folder")
     a.add_argument("--no-progress", action="store_true")
     a.set_defaults(func=_apply)
 
@@ -85,7 +91,7 @@ def _apply(args: argparse.Namespace) -> int:
     from frugalnn.core.checkpoint import save_checkpoint
     from frugalnn.core.data import load_image_data
     from frugalnn.core.io import atomic_output_dir
-    from frugalnn.errors import CheckpointError, ConfigError
+    from frugalnn.errors import CheckpointError
     from frugalnn.methods.encoding_mac.config import EncodingConfig
     from frugalnn.methods.encoding_mac.encode import encodingnet
     from frugalnn.methods.encoding_mac.encoder import Encoder
@@ -93,8 +99,6 @@ def _apply(args: argparse.Namespace) -> int:
     set_threads(args.threads)
     encoder = Encoder.load(args.encoder)
     cfg = config_from_args(EncodingConfig, args, None, bits=encoder.bits, init="random")
-    if Path(args.out).exists():
-        raise ConfigError(f"output folder {args.out} already exists; choose another --out or remove it")
     model, spec, meta = load_model(args.model)
     if meta.get("transforms"):
         raise CheckpointError(
@@ -108,7 +112,7 @@ def _apply(args: argparse.Namespace) -> int:
         )
     model, record = encodingnet(model, cfg, data=data, encoder=encoder, eval_images=args.eval_images,
                                 progress=not args.no_progress)  # fmt: skip
-    with atomic_output_dir(args.out) as tmp:
+    with atomic_output_dir(args.out, overwrite=args.overwrite) as tmp:
         save_checkpoint(tmp, model, spec, {"transforms": [record["transform"]], "encodingnet": {
             k: v for k, v in record.items() if k != "transform"}})  # fmt: skip
     print(json.dumps({k: record[k] for k in ("acc_before_finetune", "acc", "encoder_max_re") if k in record}))

@@ -7,7 +7,7 @@ import argparse
 import json
 from pathlib import Path
 
-from frugalnn.commands._common import positive_int, set_threads
+from frugalnn.commands._common import check_creatable, positive_int, set_threads
 from frugalnn.errors import ConfigError
 
 FORMATS = ("onnx", "torchscript", "torch.export")
@@ -76,6 +76,7 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError(f"--out {args.out!r} must be a file path, not a folder or empty")
     if out.exists() and not args.overwrite:
         raise ConfigError(f"{out} exists; pass --overwrite to replace it or choose another --out")
+    check_creatable(args.out)
     if args.fmt == "torch.export" and out.suffix != ".pt2":
         raise ConfigError(f"torch.export writes a .pt2 archive; use --out {out.with_suffix('.pt2')}")
     set_threads(args.threads)

@@ -6,7 +6,7 @@ import argparse
 import json
 from pathlib import Path
 
-from frugalnn.commands._common import non_negative_int, positive_float, positive_int
+from frugalnn.commands._common import add_out_option, non_negative_int, positive_float, positive_int
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -53,8 +53,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     c.add_argument("--liberty", help="Liberty file (default: the bundled OSU018 library)")
     c.add_argument("--seed", type=int, default=0)
-    c.add_argument("--out", required=True, help="output folder")
-    c.add_argument("--overwrite", action="store_true", help="replace an existing output folder")
+    add_out_option(c, "output folder")
     c.set_defaults(func=run_characterize)
 
     s = hsub.add_parser(

@@ -8,7 +8,13 @@ import sys
 import time
 from pathlib import Path
 
-from frugalnn.commands._common import add_config_options, config_from_args, positive_int, set_threads
+from frugalnn.commands._common import (
+    add_config_options,
+    add_out_option,
+    config_from_args,
+    positive_int,
+    set_threads,
+)
 from frugalnn.errors import ConfigError
 from frugalnn.methods.basis_sharing.config import BasisSharingConfig
 
@@ -52,7 +58,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         action="store_true",
         help="the paper's settings exactly (= --preset paper): reproduces the reference perplexities",
     )
-    c.add_argument("--out", required=True, help="output folder (must not exist)")
+    add_out_option(c, "output folder (a new or empty one; --overwrite replaces a full one)")
     c.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
     c.set_defaults(func=cmd_compress)
 
@@ -95,13 +101,10 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def cmd_compress(args: argparse.Namespace) -> int:
     from frugalnn.core.data.calib import calibration_windows, parse_calib
-    from frugalnn.core.io import atomic_write_json
     from frugalnn.core.llm import encode_text, load_causal_lm, save_causal_lm
     from frugalnn.methods.basis_sharing import compress
 
     out = Path(args.out)
-    if out.exists():
-        raise ConfigError(f"output folder {out} already exists; choose another --out or remove it")
     set_threads(args.threads)
     # default recipe: "ours" for basis-sharing, the plain setting for a baseline; --reference: the paper's
     method = args.method or "basis-sharing"
@@ -118,10 +121,12 @@ def cmd_compress(args: argparse.Namespace) -> int:
     drawn = ", ".join(f"{s['source']} {s['windows']}" for s in identity["sources"])
     print(f"calibration: {len(calib)} windows of {args.window} tokens ({drawn})", flush=True)
     model, record = compress(model, config, calib)
-    save_causal_lm(model, tok, out)
     record["calibration_data"] = {**identity, "windows": len(calib)}
     record["source_model"] = str(args.model)
-    atomic_write_json(out / "frugalnn_compress_record.json", record)
+    # the record goes in before the folder appears: a killed run leaves no folder without it
+    save_causal_lm(
+        model, tok, out, overwrite=args.overwrite, extra_json={"frugalnn_compress_record.json": record}
+    )
     print(
         f"projection parameters: {record['projection_params_before']:,} -> {record['projection_params_after']:,} "
         f"(removed {100 * record['ratio_achieved']:.2f}%, asked {100 * args.ratio:.0f}%)"
@@ -138,14 +143,24 @@ def cmd_eval(args: argparse.Namespace) -> int:
     import json
 
     from frugalnn.core.data.calib import evaluation_windows, parse_calib
-    from frugalnn.core.llm import count_parameters, encode_text, load_causal_lm, perplexity
+    from frugalnn.core.llm import (
+        check_model_source,
+        count_parameters,
+        encode_text,
+        load_causal_lm,
+        perplexity,
+    )
     from frugalnn.core.report import markdown_table
 
     set_threads(args.threads)
     domains = [d.strip() for d in args.data.split(",") if d.strip()]
+    if not domains:
+        raise ConfigError("--data is empty; give a text such as austen:prideprejudice")
     for domain in domains:
         parse_calib(domain)  # an unknown text fails before any model loads
-    names = [args.model] + ([args.baseline] if args.baseline else [])
+    names = [args.model] + ([args.baseline] if args.baseline is not None else [])
+    for name in names:  # both models must exist before the first one is evaluated
+        check_model_source(name)
     rows: dict[str, dict] = {d: {"data": d} for d in domains}
     for label, name in zip(("perplexity", "baseline_perplexity"), names):
         model, tok = load_causal_lm(name)

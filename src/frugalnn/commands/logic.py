@@ -6,7 +6,13 @@ import argparse
 import json
 from pathlib import Path
 
-from frugalnn.commands._common import add_config_options, config_from_args, positive_int, set_threads
+from frugalnn.commands._common import (
+    add_config_options,
+    add_out_option,
+    config_from_args,
+    positive_int,
+    set_threads,
+)
 
 TRAIN_FIELDS = (
     "data", "hidden", "downsample", "weight_bits", "act_bits", "input_bits", "requant_bits",
@@ -24,7 +30,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
     t = lsub.add_parser("train", help="train a small quantised MLP (optionally hardware-aware)")
     add_config_options(t, LogicFlattenConfig, only=TRAIN_FIELDS)
-    t.add_argument("--out", required=True, help="checkpoint folder")
+    add_out_option(t, "checkpoint folder")
     t.add_argument("--threads", type=int, default=1)
     t.set_defaults(func=run_train)
 
@@ -35,7 +41,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         "combinational, or pipelined to --pipeline-ns; synthesised onto OSU018 and timed with OpenSTA.",
     )
     e.add_argument("--model", required=True, help="checkpoint folder from `frugalnn logic train`")
-    e.add_argument("--out", required=True, help="design folder")
+    add_out_option(e, "design folder")
     add_config_options(e, LogicFlattenConfig, only=EXPORT_FIELDS)
     e.add_argument("--no-synth", action="store_true", help="write the Verilog only (combinational)")
     e.set_defaults(func=run_export)

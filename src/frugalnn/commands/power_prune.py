@@ -4,10 +4,15 @@ short delays, retraining, voltage scaling); writes a checkpoint ``frugalnn eval`
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
-from frugalnn.commands._common import add_config_options, config_from_args, load_model, set_threads
-from frugalnn.errors import CheckpointError, ConfigError
+from frugalnn.commands._common import (
+    add_config_options,
+    add_out_option,
+    config_from_args,
+    load_model,
+    set_threads,
+)
+from frugalnn.errors import CheckpointError
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -28,7 +33,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--preset", choices=tuple(PowerPruningConfig.PRESETS), help="start from a named recipe")
     add_config_options(p, PowerPruningConfig)
     p.add_argument("--threads", type=int, default=1, help="torch threads (1 is reliable on 2 cores)")
-    p.add_argument("--out", required=True, help="new checkpoint folder")
+    add_out_option(p, "new checkpoint folder")
     p.set_defaults(func=_power_prune)
 
 
@@ -41,8 +46,6 @@ def _power_prune(args: argparse.Namespace) -> int:
 
     set_threads(args.threads)
     config = config_from_args(PowerPruningConfig, args, args.preset)
-    if Path(args.out).exists():
-        raise ConfigError(f"output folder {args.out} already exists; choose another --out or remove it")
     model, spec, meta = load_model(args.model)
     if meta.get("transforms"):
         raise CheckpointError(
@@ -61,7 +64,7 @@ def _power_prune(args: argparse.Namespace) -> int:
             f"{data.num_classes}; prune it on the data it was trained on"
         )
     pruned, record = power_prune(model, config, data)
-    with atomic_output_dir(args.out) as tmp:
+    with atomic_output_dir(args.out, overwrite=args.overwrite) as tmp:
         save_checkpoint(
             tmp,
             pruned,

@@ -5,10 +5,10 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from pathlib import Path
 
 from frugalnn.commands._common import (
     add_config_options,
+    add_out_option,
     config_from_args,
     load_model,
     set_threads,
@@ -35,7 +35,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="deprecated (use --ratio): share of the MACs to keep; --target-flops 0.4 = --ratio 0.6",
     )
     p.add_argument("--threads", type=int, default=1, help="torch threads (1 is reliable on 2 cores)")
-    p.add_argument("--out", required=True, help="new checkpoint folder")
+    add_out_option(p, "new checkpoint folder")
     p.set_defaults(func=_prune)
 
 
@@ -77,8 +77,6 @@ def _prune(args: argparse.Namespace) -> int:
         print("warning: --target-flops is deprecated; use --ratio (share of MACs removed)", file=sys.stderr)
         fixed["ratio"] = round(1.0 - args.target_flops, 12)
     config = config_from_args(ClassPruningConfig, args, **fixed)
-    if Path(args.out).exists():
-        raise ConfigError(f"output folder {args.out} already exists; choose another --out or remove it")
     model, spec, _ = load_model(args.model)
     data = load_image_data(args.data, args.data_root, seed=0)
     if (data.in_channels, data.num_classes) != (spec.in_channels, spec.num_classes):
@@ -100,7 +98,7 @@ def _prune(args: argparse.Namespace) -> int:
         f"{record['val_accuracy'] or float('nan'):.4f}, test acc {record['test_accuracy']:.4f} ({record['stop_reason']})"
     )
     print(summary)
-    with atomic_output_dir(args.out) as tmp:
+    with atomic_output_dir(args.out, overwrite=args.overwrite) as tmp:
         save_pruned(tmp, pruned, spec, {"prune": record, "data": data.identity, "source": str(args.model)})
         atomic_write_json(tmp / "prune_record.json", record)
         write_markdown(tmp / "layers.md", table + "\n" + summary + "\n")

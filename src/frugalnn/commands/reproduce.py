@@ -22,6 +22,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--all", action="store_true", help="run every registered experiment")
     p.add_argument("--quick", action="store_true", help="small, fast settings (what `make demo` runs)")
     p.add_argument("--out", default="reports", help="report folder (default: ./reports)")
+    p.set_defaults(out_rule="root", overwrite=True)  # one sub-folder per experiment, replaced as a unit
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     p.add_argument("--threads", type=int, default=1, help="torch threads (default 1: reliable on 2 cores)")
     p.add_argument("--list", action="store_true", help="list the experiments and exit")
@@ -46,6 +47,12 @@ def run(args: argparse.Namespace) -> int:
         folder = Path(args.index)
         if not folder.is_dir():
             raise ConfigError(f"--index {folder}: not a folder; give the results folder (e.g. docs/results)")
+        from frugalnn.experiments._index import index_entries
+
+        if not index_entries(folder):
+            raise ConfigError(
+                f"--index {folder}: holds no result records; give the results folder (e.g. docs/results)"
+            )
         print(f"index: {write_index(folder)}")
         return 0
     if args.all == bool(args.name):

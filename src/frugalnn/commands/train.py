@@ -7,7 +7,13 @@ import json
 from dataclasses import asdict
 from pathlib import Path
 
-from frugalnn.commands._common import non_negative_int, positive_float, positive_int, set_threads
+from frugalnn.commands._common import (
+    add_out_option,
+    non_negative_int,
+    positive_float,
+    positive_int,
+    set_threads,
+)
 from frugalnn.core.data import IMAGE_DATASETS
 from frugalnn.core.models import MODEL_NAMES
 from frugalnn.errors import ConfigError
@@ -30,7 +36,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=1, help="torch threads (1 is reliable on 2 cores)")
-    p.add_argument("--out", required=True, help="checkpoint folder (safetensors + JSON)")
+    add_out_option(
+        p,
+        "checkpoint folder (safetensors + JSON); a folder holding an unfinished run resumes it",
+        resumable=True,
+    )
     p.add_argument(
         "--quadratic", metavar="FORM", help="swap layers for quadratic neurons (efficient, square, ...)"
     )
@@ -84,6 +94,12 @@ def _train(args: argparse.Namespace) -> int:
         checkpoint_every_steps=args.checkpoint_every,
     )
     config.validate()
+    given = [
+        f for f in ("quadratic_rank", "quadratic_layers", "quadratic_width") if getattr(args, f) is not None
+    ]
+    if given and args.quadratic is None:
+        flag = "--" + given[0].replace("_", "-")
+        raise ConfigError(f"{flag} needs --quadratic FORM; add it or drop {flag}")
     data = load_image_data(args.data, args.data_root, seed=args.seed)
     spec = ModelSpec(args.model, data.num_classes, data.in_channels, data.image_size)
     torch.manual_seed(args.seed)  # the initial weights too: the same --seed gives the same model
@@ -183,6 +199,11 @@ def _zoo(args: argparse.Namespace) -> int:
     from frugalnn.core.data import load_fashion_mnist
     from frugalnn.core.zoo import RECIPES, build_baseline, recipe, zoo_path
 
+    unknown = [m for m in args.models if m not in RECIPES]
+    if unknown:
+        raise ConfigError(f"unknown zoo model {unknown[0]!r}; choose from {', '.join(RECIPES)}")
+    if args.action == "list" and args.models:
+        raise ConfigError("zoo list takes no model names; use `frugalnn zoo build NAME ...` to build them")
     if args.action == "list":
         for name in RECIPES:
             folder = zoo_path(name)

@@ -96,9 +96,14 @@ def read_meta(folder: str | Path) -> dict[str, Any]:
             f"{folder} is not a frugalnn checkpoint (no {META_FILE}); train one with `frugalnn train`"
         )
     try:
-        return json.loads(meta_path.read_text())
+        meta = json.loads(meta_path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError:
+        raise CheckpointError(f"{meta_path} is not UTF-8 JSON; give a checkpoint folder") from None
     except json.JSONDecodeError as err:
         raise CheckpointError(f"{meta_path} is corrupt JSON ({err.msg}); re-create the checkpoint") from None
+    if not isinstance(meta, dict):
+        raise CheckpointError(f"{meta_path} holds no JSON object; re-create the checkpoint")
+    return meta
 
 
 def load_weights(model: torch.nn.Module, tensors: dict[str, torch.Tensor], source: str) -> None:

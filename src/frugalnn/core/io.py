@@ -81,18 +81,44 @@ def _json_default(obj: Any) -> Any:
     raise TypeError(f"not JSON serialisable: {type(obj).__name__}")
 
 
+def remove_stale_siblings(path: str | os.PathLike) -> list[Path]:
+    """Remove what killed runs into ``path`` left beside it: ``.NAME.*.partial`` folders, ``.NAME.*.tmp``
+    files and a ``.NAME.old`` backup. -> the removed entries."""
+    path = Path(path)
+    if not path.parent.is_dir():
+        return []
+    stale = [
+        p
+        for p in path.parent.iterdir()
+        if p.name.startswith(f".{path.name}.")
+        and (p.name.endswith((".partial", ".tmp")) or p.name == f".{path.name}.old")
+    ]
+    for entry in stale:
+        if entry.is_dir() and not entry.is_symlink():
+            shutil.rmtree(entry, ignore_errors=True)
+        else:
+            with contextlib.suppress(FileNotFoundError):
+                entry.unlink()
+    return stale
+
+
 @contextlib.contextmanager
 def atomic_output_dir(path: str | os.PathLike, overwrite: bool = False) -> Iterator[Path]:
     """Yield a temporary sibling folder; on success it is renamed to ``path``, on error removed.
 
-    With ``overwrite=False`` an existing ``path`` is an error (nothing the user had is lost).
+    An existing empty ``path`` is replaced; a non-empty one is an error unless ``overwrite`` (nothing
+    the user had is lost). Entries a killed run left beside ``path`` are removed first.
     """
     path = Path(path)
-    if path.exists() and not overwrite:
+    if path.exists() and not path.is_dir():
+        raise ConfigError(f"output {path} is a file; choose a folder path")
+    if path.exists() and any(path.iterdir()) and not overwrite:
         raise ConfigError(
-            f"output folder {path} already exists; choose another folder, remove it or pass overwrite=True"
+            f"output folder {path} already exists and is not empty; choose another folder, remove it "
+            "or pass overwrite=True"
         )
     path.parent.mkdir(parents=True, exist_ok=True)
+    remove_stale_siblings(path)
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent))
     os.chmod(tmp, 0o777 & ~_umask())  # the usual permissions, not mkdtemp's 0700
     try:

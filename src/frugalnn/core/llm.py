@@ -62,22 +62,47 @@ def load_causal_lm(
     path = Path(name).expanduser()
     if not path.exists() and _looks_like_hub_id(name):
         return _load_hub(name, dtype, device_map)
-    if not path.exists():
-        raise CheckpointError(
-            f"model {name!r} not found; give an existing Hugging Face model folder (with config.json), "
-            f"a .gguf file, or one of the bundled names: {', '.join(BUNDLED_MODELS)}"
-        )
+    check_model_source(name)
     if path.is_file():
-        if path.suffix.lower() != ".gguf":
-            raise CheckpointError(
-                f"{path} is a file but not a .gguf; give a .gguf file or the Hugging Face folder that holds "
-                "config.json and the weights"
-            )
         model, tok = _load_gguf(path, dtype)
         if device_map is not None and isinstance(device_map, str) and device_map not in ("auto", "cpu"):
             model = model.to(device_map)
         return model, tok
     return _load_hf_folder(path, dtype, device_map)
+
+
+def check_model_source(name: str) -> None:
+    """Fail fast (before any weights load) when ``name`` cannot be a model ``load_causal_lm`` reads."""
+    path = Path(name).expanduser()
+    if not name.strip():
+        raise CheckpointError("the model name is empty; give 'smollm2', a model folder or a .gguf file")
+    if name in BUNDLED_MODELS or (not path.exists() and _looks_like_hub_id(name)):
+        return
+    if not path.exists():
+        raise CheckpointError(
+            f"model {name!r} not found; give an existing Hugging Face model folder (with config.json), "
+            f"a .gguf file, or one of the bundled names: {', '.join(BUNDLED_MODELS)}"
+        )
+    if path.is_file() and path.suffix.lower() != ".gguf":
+        raise CheckpointError(
+            f"{path} is a file but not a .gguf; give a .gguf file or the Hugging Face folder that holds "
+            "config.json and the weights"
+        )
+    if path.is_dir():
+        from frugalnn.core.llm_hf import is_hf_compressed
+
+        if not is_hf_compressed(path):  # a compressed folder's config names frugalnn's own model_type
+            _load_config(path)
+        from safetensors import safe_open
+
+        for weights in sorted(path.glob("*.safetensors")):  # headers only: corrupt files fail here
+            try:
+                with safe_open(str(weights), framework="pt"):
+                    pass
+            except Exception as err:  # noqa: BLE001 - SafetensorError, OSError: unreadable either way
+                raise CheckpointError(
+                    f"{weights} is not a readable safetensors file ({str(err)[:80]}); save the model again"
+                ) from None
 
 
 def _looks_like_hub_id(name: str) -> bool:
@@ -181,6 +206,13 @@ def _load_config(folder: Path) -> Any:
             f"{folder} has no config.json; give a Hugging Face model folder (save_pretrained output) or a .gguf file"
         )
     try:
+        if not isinstance(json.loads((folder / "config.json").read_text(encoding="utf-8")), dict):
+            raise ValueError("not a JSON object")
+    except (ValueError, UnicodeDecodeError) as err:  # JSONDecodeError is a ValueError
+        raise CheckpointError(
+            f"{folder}/config.json is not valid JSON ({str(err)[:80]}); re-save the model folder"
+        ) from None
+    try:
         return AutoConfig.from_pretrained(str(folder))
     except (ValueError, KeyError) as err:
         model_type = _json_field(folder / "config.json", "model_type")
@@ -281,9 +313,14 @@ def _layer_name(spec: dict[str, Any], folder: Path) -> str:
 
 # --------------------------------------------------------------------------- saving
 def save_causal_lm(
-    model: torch.nn.Module, tokenizer: Any, out_dir: str | os.PathLike, overwrite: bool = False
+    model: torch.nn.Module,
+    tokenizer: Any,
+    out_dir: str | os.PathLike,
+    overwrite: bool = False,
+    extra_json: dict[str, Any] | None = None,
 ) -> Path:
     """Save model + tokenizer to a folder atomically; ``load_causal_lm(out_dir)`` gives identical logits.
+    ``extra_json`` (file name -> object) is written inside the folder before it appears.
 
     A compressed model is written in Hugging Face form (core/llm_hf.py): transformers loads it with
     ``AutoModelForCausalLM.from_pretrained(out_dir, trust_remote_code=True)``."""
@@ -297,6 +334,8 @@ def save_causal_lm(
             save_hf_compressed(model, tmp, spec)
         if tokenizer is not None:
             tokenizer.save_pretrained(tmp)
+        for name, obj in (extra_json or {}).items():
+            atomic_write_json(tmp / name, obj)
     return Path(out_dir)
 
 

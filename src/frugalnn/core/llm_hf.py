@@ -29,7 +29,7 @@ _HF_KEYS = ("model_type", "auto_map", "architectures", "frugalnn_compression", "
 def is_hf_compressed(folder: Path) -> bool:
     try:
         return "frugalnn_compression" in json.loads((folder / "config.json").read_text())
-    except (OSError, json.JSONDecodeError, TypeError):
+    except (OSError, ValueError, TypeError):  # missing, not UTF-8 or not JSON: not ours
         return False
 
 

@@ -59,6 +59,8 @@ class TrainConfig:
             raise FieldError("batch_size", f"must be positive, got {self.batch_size}")
         if not self.lr > 0:
             raise FieldError("lr", f"must be positive, got {self.lr}")
+        if not 0 <= self.weight_decay < float("inf"):
+            raise FieldError("weight_decay", f"must be 0 or more, got {self.weight_decay}")
         if self.optimizer not in ("sgd", "adam"):
             raise FieldError("optimizer", f"must be sgd or adam, got {self.optimizer!r}")
         if self.schedule not in ("cosine", "step", "constant"):

@@ -281,6 +281,7 @@ class DatasetInfo:
     val_size: int  # default validation images carved out of the training set
     flips_valid: bool  # a horizontal flip keeps the label (clothes, objects; not digits)
     needs_root: bool = False
+    reads_root: bool = True  # False: bundled data, a --data-root would be ignored (so it is refused)
 
 
 def _needs(root: Path | None, name: str) -> Path:
@@ -291,8 +292,8 @@ def _needs(root: Path | None, name: str) -> Path:
 
 DATASETS: dict[str, DatasetInfo] = {
     "fashion-mnist": DatasetInfo(lambda r, v, s: load_fashion_mnist(r, v, s), 5000, True),
-    "mnist5k": DatasetInfo(lambda r, v, s: load_mnist5k(v, seed=s), 500, False),
-    "digits": DatasetInfo(lambda r, v, s: load_digits(v, seed=s), 200, False),
+    "mnist5k": DatasetInfo(lambda r, v, s: load_mnist5k(v, seed=s), 500, False, reads_root=False),
+    "digits": DatasetInfo(lambda r, v, s: load_digits(v, seed=s), 200, False, reads_root=False),
     "cifar10": DatasetInfo(lambda r, v, s: load_cifar(_needs(r, "cifar10"), 10, v, s), 5000, True, True),
     "cifar100": DatasetInfo(lambda r, v, s: load_cifar(_needs(r, "cifar100"), 100, v, s), 5000, True, True),
     # MNIST-style IDX folders are most often digits: no flip unless the caller asks for one
@@ -317,6 +318,12 @@ def load_image_data(
 ) -> ImageData:
     """Load an image data set by name (a key of ``DATASETS``; cifar10, cifar100 and idx need ``root``)."""
     info = dataset_info(name)
+    if root is not None and not info.reads_root:
+        raise ConfigError(f"data set {name!r} is bundled and reads no files; drop --data-root")
+    if root is not None and (not str(root).strip() or not Path(root).is_dir()):
+        raise DataError(
+            f"--data-root {str(root)!r} is not a folder; give the folder that holds the {name} files"
+        )
     return info.load(
         Path(root) if root is not None else None, info.val_size if val_size is None else val_size, seed
     )

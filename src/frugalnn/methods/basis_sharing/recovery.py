@@ -26,7 +26,9 @@ def lora_recover(
     lora = LoraConfig(
         r=config.lora_r, lora_alpha=config.lora_alpha, lora_dropout=0.0, target_modules=["coeff"], bias="none"
     )
-    peft_model = get_peft_model(model, lora)
+    with torch.random.fork_rng(devices=[]):  # peft draws lora_A from the global RNG: fix it, so a rerun
+        torch.manual_seed(0)  # (or a killed run started again) gives the same weights bit for bit
+        peft_model = get_peft_model(model, lora)
     params = [p for p in peft_model.parameters() if p.requires_grad]
     optim = torch.optim.AdamW(params, lr=config.lora_lr, weight_decay=0.0)
     device = next(model.parameters()).device
