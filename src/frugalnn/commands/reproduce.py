@@ -4,8 +4,11 @@
 from __future__ import annotations
 
 import argparse
+import os
+import shutil
 import time
 from pathlib import Path
+from typing import Any
 
 from frugalnn.commands._common import set_threads
 from frugalnn.errors import ConfigError
@@ -63,10 +66,9 @@ def run(args: argparse.Namespace) -> int:
     runs = []
     for exp in chosen:
         out_dir = out_root / exp.name
-        out_dir.mkdir(parents=True, exist_ok=True)
         print(f"== {exp.name}: {exp.summary}", flush=True)
         start = time.perf_counter()
-        headline = exp.fn(out_dir, args.quick, args.seed)
+        headline = _build_report(exp, out_dir, args.quick, args.seed)
         seconds = time.perf_counter() - start
         runs.append(
             {
@@ -81,3 +83,24 @@ def run(args: argparse.Namespace) -> int:
     write_summary(out_root / "SUMMARY.md", runs)
     print(f"report: {out_root / 'SUMMARY.md'}")
     return 0
+
+
+def _build_report(exp: Any, out_dir: Path, quick: bool, seed: int) -> Any:
+    """Run one experiment into the hidden sibling ``.NAME.work`` and rename it to ``NAME`` when it
+    succeeds, replacing the previous report as a unit. An error removes the work folder (a failure
+    leaves nothing); a killed or interrupted run leaves it, and the next run resumes from the rows it
+    holds."""
+    work = out_dir.with_name(f".{out_dir.name}.work")
+    work.mkdir(parents=True, exist_ok=True)
+    try:
+        headline = exp.fn(work, quick, seed)
+    except Exception:  # not KeyboardInterrupt: like a kill, Ctrl-C keeps the rows for a resume
+        shutil.rmtree(work, ignore_errors=True)
+        raise
+    old = out_dir.with_name(f".{out_dir.name}.old")
+    shutil.rmtree(old, ignore_errors=True)
+    if out_dir.exists():
+        os.replace(out_dir, old)
+    os.replace(work, out_dir)
+    shutil.rmtree(old, ignore_errors=True)
+    return headline
