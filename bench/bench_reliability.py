@@ -258,8 +258,8 @@ REMAINING = [
     "Code execution from data files is not measured here: it is covered by the security tests (CIFAR batches "
     "through a restricted unpickler, Liberty functions parsed by a grammar, weights_only torch.load); the "
     "sweep's corrupt-JSON, random-bytes safetensors and non-UTF-8 inputs only show that such files are refused.",
-    "`lm-eval` hands every argument to lm_eval's own parser: a usage error there is two lines (usage + "
-    "error, exit 2); it has no options of its own, so one bad input is generated for it.",
+    "`lm-eval` hands every argument to lm_eval's own parser (its usage errors are cut to the one error "
+    "line); it has no options of its own, so one bad input is generated for it.",
     "Commands with few options get fewer than 15 bad inputs (assets fetch, assets list, lm-eval, llm info): "
     "every kind of bad value of every option they have is tried; there is nothing further to generate.",
     "A privileged port (80) is only a bad input for a user who may not bind it; the sweep runs as root here, "

@@ -4,7 +4,10 @@ registered, e.g. ``frugalnn lm-eval run --model frugalnn --model_args pretrained
 from __future__ import annotations
 
 import argparse
+import contextlib
+import io
 import sys
+from typing import Any
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -20,16 +23,40 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from lm_eval.__main__ import cli_evaluate
+    from lm_eval._cli import HarnessCLI
+    from lm_eval.utils import setup_logging
 
     import frugalnn.interop.lm_eval_model  # noqa: F401  (registers the 'frugalnn' model)
 
     argv = sys.argv
     sys.argv = ["lm_eval", *args.harness_args]
     try:
-        cli_evaluate()
+        setup_logging()
+        harness = HarnessCLI()
+        parsed = _parse_quietly(harness)
+        if isinstance(parsed, int):
+            return parsed
+        harness.execute(parsed)
     except SystemExit as done:
         return int(done.code or 0)
     finally:
         sys.argv = argv
     return 0
+
+
+def _parse_quietly(harness: Any) -> argparse.Namespace | int:
+    """lm_eval's own parsing, with its usage errors cut to the one ``error:`` line (exit 2) so that
+    ``frugalnn lm-eval`` keeps the CLI's one-line contract; ``--help`` output is passed through."""
+    buffer = io.StringIO()
+    try:
+        with contextlib.redirect_stderr(buffer):
+            return harness.parse_args()
+    except SystemExit as done:
+        text = buffer.getvalue()
+        errors = [line for line in text.splitlines() if ": error: " in line]
+        if done.code == 2 and errors:
+            print(f"frugalnn lm-eval: {errors[-1].split(': error: ', 1)[1]} (see `frugalnn lm-eval --help`)",
+                  file=sys.stderr)  # fmt: skip
+        else:
+            sys.stderr.write(text)
+        return int(done.code or 0)

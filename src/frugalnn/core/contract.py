@@ -75,8 +75,8 @@ PATH_DESTS = {
 }
 # option dests whose values name a data set or text source
 DATA_DESTS = {"data", "calib"}
-# commands that hand their arguments to another program's parser: exit 2, but its own usage text
-PASS_THROUGH = {"lm-eval": "lm_eval's own argparse prints its usage and the error (2 lines)"}
+# commands whose usage errors come from another program's parser, exempt from the one-line check
+PASS_THROUGH: dict[str, str] = {}
 # (command, flag, value) that are valid for that option although the kind table calls them bad
 VALID: dict[tuple[str, str, str], str] = {
     ("live", "--wait-bias", "-1"): "a bias may be negative",
