@@ -24,6 +24,9 @@ def main() -> None:
     p.add_argument("--calibs", nargs="+", default=["austen:emma", "mix"])
     p.add_argument("--out", default="docs/results/basis_sharing_domains")
     p.add_argument("--threads", type=int, default=1)
+    p.add_argument(
+        "--report-only", action="store_true", help="write the report from the rows measured so far"
+    )
     args = p.parse_args()
     unknown = set(args.recoveries + args.baseline_recoveries) - {"none", "refit", "refit+lora", "lora"}
     if unknown:
@@ -32,7 +35,7 @@ def main() -> None:
     head = get("basis-sharing-domains").fn(
         Path(args.out), False, 0, methods=tuple(args.methods), ratios=tuple(args.ratios),
         calibs=tuple(args.calibs), recoveries=tuple(args.recoveries),
-        baseline_recoveries=tuple(args.baseline_recoveries),
+        baseline_recoveries=tuple(args.baseline_recoveries), report_only=args.report_only,
     )  # fmt: skip
     for row in head:
         print(f"{row['metric']}: {row['ours']:.3g} (target {row['target']}, met {row['met']})")

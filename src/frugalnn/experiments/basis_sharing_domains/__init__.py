@@ -55,6 +55,7 @@ def run(
     calib_windows: int | None = None,
     eval_windows: int | None = None,
     model: str = "smollm2",
+    report_only: bool = False,
 ) -> list[dict[str, Any]]:
     from frugalnn.core.data.calib import EVAL_DOMAINS, calibration_windows, evaluation_windows
     from frugalnn.core.llm import encode_text, load_causal_lm, perplexity
@@ -86,7 +87,7 @@ def run(
         windows, identities[calib] = calibration_windows(encode, calib, calib_windows, WINDOW, CALIB_SEED)
         cache: dict = {}
         for _, method, ratio, recovery in _grid(methods, ratios, (calib,), recoveries, baseline_recoveries):
-            if (calib, method, ratio, recovery) in done:
+            if (calib, method, ratio, recovery) in done or report_only:
                 continue
             preset = "paper" if method == "basis-sharing" else method
             config = BasisSharingConfig.preset(preset, ratio=ratio, **RECOVERIES[recovery])
@@ -110,6 +111,7 @@ def run(
             del compressed
     setting = {"methods": methods, "ratios": ratios, "calibs": calibs, "recoveries": recoveries,
                "baseline_recoveries": baseline_recoveries, "calib_windows": calib_windows, "eval_windows": eval_windows, "window": WINDOW,
-               "calib_seed": CALIB_SEED, "quick": quick, "model": model}  # fmt: skip
+               "calib_seed": CALIB_SEED, "quick": quick, "model": model,
+               "cells_measured": len(rows)}  # fmt: skip
     data = {"calibration": identities, "evaluation": {d: int(w.numel()) for d, w in evals.items()}}
     return write_report(out_dir, rows, dense_ppl, setting, data, seed)

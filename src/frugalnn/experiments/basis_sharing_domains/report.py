@@ -13,6 +13,7 @@ from frugalnn.core.report import make_record, markdown_table, write_markdown, wr
 JARGON_30_MAX = 4.0
 PRIDE_30_REF = 48.27
 ALL_20_MAX = 2.5
+OFF_SCALE = 1e4  # ratios to dense above this are left out of the plot (and named in its legend)
 
 
 def _mean_ratio(r: dict[str, Any]) -> float:
@@ -32,8 +33,11 @@ def _plot(path: Path, rows: list[dict[str, Any]]) -> None:
             pts = sorted((r["ratio"], r[f"x_dense:{domain}"]) for r in rows
                          if (r["calib"], r["method"], r["recovery"]) == (calib, method, recovery))  # fmt: skip
             style = "-" if calib == "mix" else "--"
+            off = [p for p in pts if p[1] > OFF_SCALE]  # e.g. ASVD's collapse at 50%: named, not drawn
+            pts = [p for p in pts if p[1] <= OFF_SCALE]
+            note = " (off scale at " + ", ".join(f"{100 * p[0]:.0f}%" for p in off) + ")" if off else ""
             ax.plot([100 * p[0] for p in pts], [p[1] for p in pts], style, marker="o",
-                    label=f"{method} / {recovery} / {calib}")  # fmt: skip
+                    label=f"{method} / {recovery} / {calib}{note}")  # fmt: skip
         ax.set_yscale("log")
         ax.set_title(domain)
         ax.set_xlabel("projection parameters removed (%)")
