@@ -11,8 +11,8 @@ from frugalnn.core.measure import count_macs
 from frugalnn.core.models import ModelSpec, build_model
 
 
-def _checkpoint(path, num_classes: int = 10):
-    spec = ModelSpec("resnet20", num_classes=num_classes, image_size=8)
+def _checkpoint(path, num_classes: int = 10, image_size: int = 8):
+    spec = ModelSpec("resnet20", num_classes=num_classes, image_size=image_size)
     torch.manual_seed(0)
     model = build_model(spec)
     save_checkpoint(path, model, spec)
@@ -66,7 +66,14 @@ def test_prune_command_bad_input(tmp_path, capsys) -> None:
         ["prune", "--model", str(tmp_path / "three"), "--data", "digits", "--out", str(tmp_path / "o")]
     )
     err = capsys.readouterr().err
-    assert code == 2 and "3 classes" in err and "digits has 1 and 10" in err
+    assert code == 2 and "3 classes" in err and "digits has 1x8x8 and 10" in err
+    assert not (tmp_path / "o").exists()
+    _checkpoint(tmp_path / "sixteen", image_size=16)  # same channels and classes, another image size
+    code = main(
+        ["prune", "--model", str(tmp_path / "sixteen"), "--data", "digits", "--out", str(tmp_path / "o")]
+    )
+    err = capsys.readouterr().err
+    assert code == 2 and "expects 1x16x16 images" in err and len(err.strip().splitlines()) == 1
     assert not (tmp_path / "o").exists()
     with pytest.raises(SystemExit) as exc:
         main(["prune", "--model", "resnet20", "--target-flops", "1.2", "--out", str(tmp_path / "o")])

@@ -79,10 +79,15 @@ def _prune(args: argparse.Namespace) -> int:
     config = config_from_args(ClassPruningConfig, args, **fixed)
     model, spec, _ = load_model(args.model)
     data = load_image_data(args.data, args.data_root, seed=0)
-    if (data.in_channels, data.num_classes) != (spec.in_channels, spec.num_classes):
+    if (data.in_channels, data.image_size, data.num_classes) != (
+        spec.in_channels,
+        spec.image_size,
+        spec.num_classes,
+    ):
         raise CheckpointError(
-            f"checkpoint {args.model} expects {spec.in_channels}-channel images and {spec.num_classes} classes, "
-            f"{args.data} has {data.in_channels} and {data.num_classes}; prune it on the data it was trained on"
+            f"checkpoint {args.model} expects {spec.in_channels}x{spec.image_size}x{spec.image_size} images and "
+            f"{spec.num_classes} classes, {args.data} has {data.in_channels}x{data.image_size}x{data.image_size} "
+            f"and {data.num_classes}; prune it on the data it was trained on"
         )
     example = data.x_test[:1]
     before = mac_profile(model, example)
