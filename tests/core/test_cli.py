@@ -20,7 +20,7 @@ def run_cli(*args):
         (["train", "--model", "mlp", "--data", "nope", "--out", "OUT"], "unknown data set"),
         (["train", "--model", "mlp", "--epochs", "-2", "--out", "OUT"], "must be 0 or more"),
         (["train", "--model", "mlp", "--batch-size", "0", "--out", "OUT"], "positive"),
-        (["eval", "--model", "does/not/exist"], "does not exist"),
+        (["eval", "--model", "does/not/exist"], "neither a checkpoint folder nor a zoo name"),
         (["reproduce", "no-such-experiment"], "unknown experiment"),
     ],
 )

@@ -50,7 +50,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=_train)
 
     e = sub.add_parser("eval", help="evaluate a checkpoint: accuracy, parameters, MACs")
-    e.add_argument("--model", required=True, help="checkpoint folder")
+    e.add_argument("--model", required=True, help="checkpoint folder or zoo baseline name (e.g. lenet5)")
     e.add_argument("--data", default="fashion-mnist")
     e.add_argument("--data-root")
     e.add_argument("--split", choices=("val", "test"), default="test")
@@ -138,12 +138,12 @@ def _quadratize(model: object, args: argparse.Namespace) -> dict:
 
 
 def _eval(args: argparse.Namespace) -> int:
-    from frugalnn.core.checkpoint import load_checkpoint
+    from frugalnn.commands._common import load_model
     from frugalnn.core.data import load_image_data
     from frugalnn.core.measure import accuracy, count_macs, count_params
 
     set_threads(args.threads)
-    model, spec, _ = load_checkpoint(args.model)
+    model, spec, _ = load_model(args.model)
     data = load_image_data(args.data, args.data_root)
     want = (spec.in_channels, spec.image_size, spec.num_classes)
     if (data.in_channels, data.image_size, data.num_classes) != want:

@@ -23,10 +23,12 @@ functions can run.
 
 from __future__ import annotations
 
+import atexit
 import json
 import math
 import os
 import shutil
+import sys
 import tempfile
 from collections.abc import Sequence
 from pathlib import Path
@@ -133,24 +135,43 @@ def _load_hub(repo_id: str, dtype: torch.dtype, device_map: Any) -> tuple[torch.
 
 
 def _bundled_folder(name: str) -> Path:
-    """The cached HF folder of a bundled model, building it from the GGUF asset on first use (atomically)."""
+    """The cached HF folder of a bundled model, building it from the GGUF asset on first use (atomically).
+
+    The stamp names the asset by file name and size, so a cache that is moved, mounted elsewhere or
+    shared is used as is. A cache that cannot be written gets its copy in a private temporary folder
+    (removed at exit) instead of an error."""
     gguf = asset_path(name)
     folder = cache_dir() / "models" / name
-    stamp = {"source": str(gguf), "bytes": gguf.stat().st_size}
+    stamp = {"source": gguf.name, "bytes": gguf.stat().st_size}
     marker = folder / "frugalnn_source.json"
     if marker.is_file():
         try:
-            if json.loads(marker.read_text()) == stamp and (folder / "config.json").is_file():
+            found = json.loads(marker.read_text())
+            same = (
+                Path(str(found.get("source", ""))).name == gguf.name and found.get("bytes") == stamp["bytes"]
+            )
+            if same and (folder / "config.json").is_file():
                 return folder
-        except (OSError, json.JSONDecodeError):
+        except (OSError, json.JSONDecodeError, AttributeError):
             pass
     model, tok = _load_gguf(gguf, torch.float32)
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{name}.", suffix=".partial", dir=folder.parent))
+    try:
+        folder.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{name}.", suffix=".partial", dir=folder.parent))
+    except OSError:  # a read-only or foreign cache: keep a private copy for this process only
+        private = Path(tempfile.mkdtemp(prefix=f"frugalnn-{name}-"))
+        atexit.register(shutil.rmtree, private, True)
+        print(
+            f"note: cache {folder.parent} is not writable; {name} converted into {private}", file=sys.stderr
+        )
+        model.save_pretrained(private)
+        tok.save_pretrained(private)
+        return private
     try:
         model.save_pretrained(tmp)
         tok.save_pretrained(tmp)
         atomic_write_json(tmp / marker.name, stamp)
+        _usual_permissions(tmp)
         if folder.exists():  # a stale cache (another asset version): move it aside first
             old = folder.with_name(f".{name}.old.{os.getpid()}")
             os.replace(folder, old)
@@ -164,6 +185,15 @@ def _bundled_folder(name: str) -> Path:
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return folder
+
+
+def _usual_permissions(folder: Path) -> None:
+    """0755 / 0644 under the umask (mkdtemp gives 0700, some writers 0600), so a shared cache is readable."""
+    mask = os.umask(0)
+    os.umask(mask)
+    os.chmod(folder, 0o777 & ~mask)
+    for path in folder.iterdir():
+        os.chmod(path, (0o777 if path.is_dir() else 0o666) & ~mask)
 
 
 def _load_gguf(path: Path, dtype: torch.dtype) -> tuple[torch.nn.Module, Any]:
