@@ -181,7 +181,8 @@ class BatchScheduler:
 
     def _emit(self, job: Job, logits: torch.Tensor) -> int | None:
         """Pick the job's next token and hand it out; None when the job ends here."""
-        if job.cancelled:
+        if job.cancelled:  # its client went away during this forward pass
+            self.cancelled += 1
             return None
         token = pick_token(logits, job.sampling)
         if token in self.eos_ids:
