@@ -20,6 +20,15 @@ def _umask() -> int:
     return mask
 
 
+def usual_permissions(folder: str | os.PathLike) -> None:
+    """0755 / 0644 under the umask for a folder and its entries (mkdtemp gives 0700, some writers 0600)."""
+    folder = Path(folder)
+    mask = _umask()
+    os.chmod(folder, 0o777 & ~mask)
+    for path in folder.iterdir():
+        os.chmod(path, (0o777 if path.is_dir() else 0o666) & ~mask)
+
+
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -38,7 +38,7 @@ import torch
 
 from frugalnn.core import plugins
 from frugalnn.core.assets import asset_path, cache_dir
-from frugalnn.core.io import atomic_output_dir, atomic_write_json
+from frugalnn.core.io import atomic_output_dir, atomic_write_json, usual_permissions
 from frugalnn.errors import CheckpointError, ConfigError, UnsupportedModelError
 
 BUNDLED_MODELS = ("smollm2",)
@@ -171,7 +171,7 @@ def _bundled_folder(name: str) -> Path:
         model.save_pretrained(tmp)
         tok.save_pretrained(tmp)
         atomic_write_json(tmp / marker.name, stamp)
-        _usual_permissions(tmp)
+        usual_permissions(tmp)  # a shared cache is readable by its other users
         if folder.exists():  # a stale cache (another asset version): move it aside first
             old = folder.with_name(f".{name}.old.{os.getpid()}")
             os.replace(folder, old)
@@ -185,15 +185,6 @@ def _bundled_folder(name: str) -> Path:
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return folder
-
-
-def _usual_permissions(folder: Path) -> None:
-    """0755 / 0644 under the umask (mkdtemp gives 0700, some writers 0600), so a shared cache is readable."""
-    mask = os.umask(0)
-    os.umask(mask)
-    os.chmod(folder, 0o777 & ~mask)
-    for path in folder.iterdir():
-        os.chmod(path, (0o777 if path.is_dir() else 0o666) & ~mask)
 
 
 def _load_gguf(path: Path, dtype: torch.dtype) -> tuple[torch.nn.Module, Any]:
