@@ -231,3 +231,29 @@ def test_a_diverging_loss_stops_with_a_clear_error_and_keeps_the_checkpoint(tmp_
     with pytest.raises(ConfigError, match="training diverged: the loss became .* lower lr"):
         train(model, data, cfg, out_dir=tmp_path / "run", progress=False)
     assert all(torch.isfinite(p).all() for p in model.parameters())  # no step was taken with it
+
+
+@pytest.mark.parametrize("clip", [0.0, 0.05])
+def test_gradient_clipping_rescales_the_step_to_the_norm(digits, clip):
+    """One full-batch SGD step (lr 1, no momentum or decay) moves the weights by exactly the gradient,
+    rescaled to norm ``clip`` when it is larger; the gradient is computed here independently."""
+    n = len(digits.x_train)
+    cfg = TrainConfig(epochs=1, batch_size=n, lr=1.0, momentum=0.0, weight_decay=0.0, schedule="constant",
+                      augment=False, grad_clip_norm=clip, checkpoint_every_steps=0)  # fmt: skip
+    model = _fresh()
+    start = [p.detach().clone() for p in model.parameters()]
+    reference = _fresh().train()
+    loss = torch.nn.functional.cross_entropy(reference(digits.x_train), digits.y_train)
+    grads = torch.autograd.grad(loss, list(reference.parameters()))
+    norm = torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g.double()) for g in grads]))
+    assert norm > 0.05  # the clipped case really clips
+    scale = min(1.0, clip / float(norm)) if clip else 1.0
+    train(model, digits, cfg, progress=False)
+    for before, after, g in zip(start, model.parameters(), grads):
+        torch.testing.assert_close(before - after.detach(), scale * g, atol=2e-5, rtol=1e-3)
+
+
+def test_negative_or_infinite_gradient_clip_is_refused():
+    for bad in (-1.0, float("inf"), float("nan")):
+        with pytest.raises(ConfigError, match="grad_clip_norm"):
+            TrainConfig(grad_clip_norm=bad).validate()

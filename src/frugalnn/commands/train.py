@@ -9,6 +9,7 @@ from pathlib import Path
 
 from frugalnn.commands._common import (
     add_out_option,
+    non_negative_float,
     non_negative_int,
     positive_float,
     positive_int,
@@ -31,6 +32,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--schedule", choices=("cosine", "step", "constant"), default="cosine")
     p.add_argument("--weight-decay", type=float, default=5e-4)
     p.add_argument("--no-augment", action="store_true", help="no random crop / flip")
+    p.add_argument(
+        "--grad-clip-norm",
+        type=non_negative_float,
+        default=0.0,
+        help="rescale each step's gradient to at most this L2 norm (0: off; steadies quadratic forms)",
+    )
     p.add_argument(
         "--checkpoint-every", type=non_negative_int, default=200, help="steps between resumable states"
     )
@@ -92,6 +99,7 @@ def _train(args: argparse.Namespace) -> int:
         augment=not args.no_augment,
         seed=args.seed,
         checkpoint_every_steps=args.checkpoint_every,
+        grad_clip_norm=args.grad_clip_norm,
     )
     config.validate()
     given = [

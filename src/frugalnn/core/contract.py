@@ -172,7 +172,7 @@ def bad_values(command: str, action: argparse.Action) -> list[tuple[str, str]]:
         return bad
     if dest == "host":
         return [("unknown host", "no-such-host.invalid"), ("empty", "")]
-    if kind in ("float", "positive_float", "unit_interval"):
+    if kind in ("float", "positive_float", "non_negative_float", "unit_interval"):
         return [("nan", "nan"), ("inf", "inf"), ("-inf", "-inf"), ("non-number", "fast"), ("negative", "-1")]
     if kind in ("int", "positive_int", "non_negative_int"):
         return [("non-number", "ten"), ("fraction", "1.5"), ("negative", "-1"), ("oversized", str(10**30))]

@@ -50,6 +50,7 @@ class TrainConfig:
     checkpoint_every_steps: int = 0  # 0: checkpoint at epoch ends only
     max_steps_per_epoch: int | None = None  # quick runs
     eval_batch_size: int = 512
+    grad_clip_norm: float = 0.0  # > 0: rescale the gradient to at most this global L2 norm (0: off)
     device: str = "cpu"  # "cuda" / "cuda:1": the model moves there and stays; batches are built on the CPU
 
     def validate(self) -> None:
@@ -65,6 +66,10 @@ class TrainConfig:
             raise FieldError("optimizer", f"must be sgd or adam, got {self.optimizer!r}")
         if self.schedule not in ("cosine", "step", "constant"):
             raise FieldError("schedule", f"must be cosine, step or constant, got {self.schedule!r}")
+        if not 0 <= self.grad_clip_norm < float("inf"):
+            raise FieldError(
+                "grad_clip_norm", f"must be 0 (off) or a positive norm, got {self.grad_clip_norm}"
+            )
         if self.max_steps_per_epoch is not None and self.max_steps_per_epoch <= 0:
             raise FieldError("max_steps_per_epoch", f"must be positive, got {self.max_steps_per_epoch}")
         check_device(self.device)
@@ -284,6 +289,8 @@ def _train_step(run: _Run, epoch: int, step: int, order: torch.Tensor) -> float:
         )
     run.opt.zero_grad(set_to_none=True)
     loss.backward()
+    if cfg.grad_clip_norm > 0:  # after backward: under DDP the gradients are already all-reduced
+        torch.nn.utils.clip_grad_norm_(run.model.parameters(), cfg.grad_clip_norm)
     run.opt.step()
     run.images_seen += len(xb) * run.world
     return float(loss.detach())
