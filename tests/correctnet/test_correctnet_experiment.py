@@ -3,7 +3,7 @@
 import json
 
 from frugalnn.experiments import get
-from frugalnn.experiments.correctnet.protocol import FIELDS
+from frugalnn.experiments.correctnet.protocol import FIELDS, method_config, per_model, settings
 from frugalnn.experiments.correctnet.report import collapse_sigma
 
 
@@ -34,3 +34,12 @@ def test_collapse_sigma_is_first_plain_mean_below_fraction():
     rows = [{"model": "m", "variant": "plain", "sigma": s, "acc_mean": a, "clean_acc": 0.9}
             for s, a in ((0.1, 0.9), (0.5, 0.5), (0.9, 0.2), (1.1, 0.1))]  # fmt: skip
     assert collapse_sigma(rows, "m", 0.3) == 0.9 and collapse_sigma(rows, "m", 0.05) is None
+
+
+def test_full_settings_give_each_model_its_sigmas_chips_and_method():
+    s = settings(False)
+    lenet, vgg = method_config(s, "lenet5", 0), method_config(s, "vgg-small", 0)
+    assert (lenet.comp_steps, lenet.search_iters) == (200, 8)  # the shared method settings
+    assert (vgg.comp_steps, vgg.search_iters, vgg.search_images) == (100, 4, 300)  # VGG-small's own win
+    assert per_model(s["sigmas"], "vgg-small") == (0.9, 0.5) and per_model(s["draws"], "vgg-small") >= 100
+    assert per_model(settings(True)["sigmas"], "lenet5") == (0.5, 0.9)  # one value for every model

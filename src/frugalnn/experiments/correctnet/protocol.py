@@ -26,14 +26,17 @@ FIELDS = ("model", "sigma", "variant", "draws", "acc_mean", "acc_p5", "acc_worst
 def settings(quick: bool, **options: Any) -> dict[str, Any]:
     s: dict[str, Any] = {
         "models": ("lenet5", "vgg-small"),
-        "sigmas": (1.1, 0.9, 0.5, 0.3, 0.1, 0.4, 0.2),  # the collapse end first: its rows are the headline
-        "draws": {"lenet5": 100, "vgg-small": 20},
-        "images": {"lenet5": 1000, "vgg-small": 500},
+        # per model, the collapse end first (its rows are the headline); VGG-small, 70x LeNet-5's MACs,
+        # at its collapse σ and at σ = 0.5 only, on 200 images per chip: one CPU hour in all
+        "sigmas": {"lenet5": (1.1, 0.9, 0.5, 0.3, 0.1, 0.4, 0.2), "vgg-small": (0.9, 0.5)},
+        "draws": {"lenet5": 100, "vgg-small": 100},
+        "images": {"lenet5": 1000, "vgg-small": 200},
         "collapse_fraction": 0.3,
         "timing_models": ("vgg-small",),
         "timing_images": 10000,
         "timing_draws": 2,
         "method": {"lipschitz_steps": 300, "comp_steps": 200, "search_iters": 8, "search_images": 1000},
+        "method_per_model": {"vgg-small": {"comp_steps": 100, "search_iters": 4, "search_images": 300}},
     }
     if quick:
         s.update(models=("lenet5",), sigmas=(0.5, 0.9), draws={"lenet5": 10}, images=500, timing_models=(),
@@ -43,6 +46,20 @@ def settings(quick: bool, **options: Any) -> dict[str, Any]:
         if value is not None:
             s[key] = value
     return s
+
+
+def per_model(value: Any, name: str) -> Any:
+    """A setting given per model (a dict keyed by model name) or for all models (anything else)."""
+    return value[name] if isinstance(value, dict) else value
+
+
+def method_config(s: dict[str, Any], name: str, seed: int) -> Any:
+    """The CorrectNetConfig of model ``name``: the shared method settings, then that model's own."""
+    from frugalnn.methods.correctnet import CorrectNetConfig
+
+    return CorrectNetConfig(
+        seed=seed, **{**s["method"], **s.get("method_per_model", {}).get(name, {})}
+    ).validate()
 
 
 def _load_rows(path: Path) -> dict[tuple[str, float, str], dict[str, Any]]:
@@ -80,7 +97,7 @@ def run_protocol(out_dir: Path, quick: bool, seed: int, **options: Any) -> list[
     from frugalnn.core.zoo import load_pretrained
     from frugalnn.experiments.correctnet.report import headline, write_report
     from frugalnn.hw.crossbar_mc import monte_carlo_accuracy
-    from frugalnn.methods.correctnet import CorrectNetConfig, correct, overhead, transform_entry
+    from frugalnn.methods.correctnet import correct, overhead, transform_entry
     from frugalnn.methods.correctnet.lipschitz import lipschitz_finetune
 
     torch.manual_seed(seed)
@@ -89,7 +106,7 @@ def run_protocol(out_dir: Path, quick: bool, seed: int, **options: Any) -> list[
     rows_path = out_dir / "rows.jsonl"
     rows = _load_rows(rows_path)
     data = load_fashion_mnist(seed=0)
-    base_cfg = CorrectNetConfig(seed=seed, **s["method"]).validate()
+    configs = {name: method_config(s, name, seed) for name in s["models"]}
     if s["timing_models"] and not s.get("report_only") and not (out_dir / "mc_cost.json").exists():
         cost = {
             m: mc_cost(m, data.x_test[: s["timing_images"]], s["timing_draws"]) for m in s["timing_models"]
@@ -98,12 +115,13 @@ def run_protocol(out_dir: Path, quick: bool, seed: int, **options: Any) -> list[
     for name in s["models"] if not s.get("report_only") else ():  # report_only: table and plot of the rows
         model, spec, _ = load_pretrained(name)
         model.eval()
-        n_img = s["images"][name] if isinstance(s["images"], dict) else int(s["images"])
+        base_cfg = configs[name]
+        n_img = int(per_model(s["images"], name))
         x, y = data.x_test[:n_img], data.y_test[:n_img]
         clean = accuracy(model, x, y)
-        draws = s["draws"][name] if isinstance(s["draws"], dict) else int(s["draws"])
+        draws = int(per_model(s["draws"], name))
 
-        def lipschitz_make(model: Any = model) -> tuple[Any, dict]:
+        def lipschitz_make(model: Any = model, base_cfg: Any = base_cfg) -> tuple[Any, dict]:
             import copy
 
             from frugalnn.methods.correctnet.compensation import mappable_layers
@@ -119,7 +137,7 @@ def run_protocol(out_dir: Path, quick: bool, seed: int, **options: Any) -> list[
 
         tuned, _ = _cached_model(out_dir / "models" / f"{name}-lipschitz", lipschitz_make, spec)
         tuned.eval()
-        for sigma in s["sigmas"]:
+        for sigma in per_model(s["sigmas"], name):
             cfg = replace(base_cfg, sigma=sigma, lipschitz_steps=0)
             for variant in VARIANTS:
                 key = (name, sigma, variant)
@@ -154,9 +172,13 @@ def run_protocol(out_dir: Path, quick: bool, seed: int, **options: Any) -> list[
     timings = (
         json.loads((out_dir / "mc_cost.json").read_text()) if (out_dir / "mc_cost.json").exists() else {}
     )
-    ordered = [r for r in rows.values() if r["model"] in s["models"] and r["sigma"] in s["sigmas"]]
+    ordered = [
+        r
+        for r in rows.values()
+        if r["model"] in s["models"] and r["sigma"] in per_model(s["sigmas"], r["model"])
+    ]
     ordered.sort(key=lambda r: (r["model"], r["sigma"], VARIANTS.index(r["variant"])))
-    record = make_record("correctnet", config={"settings": s, "method": base_cfg.to_dict(), "quick": quick},
+    record = make_record("correctnet", config={"settings": s, "method": {m: c.to_dict() for m, c in configs.items()}, "quick": quick},
                          seed=seed, data=data.identity, results={"rows": ordered, "timings": timings})  # fmt: skip
     write_record(out_dir / "correctnet.json", record)
     write_report(out_dir, ordered, s, timings)
