@@ -1,9 +1,11 @@
 import json
 
-from frugalnn.experiments.encodingnet import run
+import pytest
+
+from frugalnn.experiments.encodingnet import protocol, run
 
 
-def test_quick_experiment_end_to_end_small(tmp_path):
+def test_quick_experiment_end_to_end_small(tmp_path, monkeypatch):
     """The --quick protocol with a still smaller sweep: one threshold, few images, short stream."""
     head = run(
         tmp_path, True, 0,
@@ -20,3 +22,29 @@ def test_quick_experiment_end_to_end_small(tmp_path):
     assert (tmp_path / "encodingnet_quick.md").is_file() and (tmp_path / "encodingnet_quick.png").is_file()
     assert (tmp_path / "search4" / "th0.2" / "encoder.json").is_file()
     assert {h["metric"] for h in head} >= {"MAC area saving", "MAC energy/op saving", "lenet5 accuracy"}
+
+    # a rerun with the same settings measures nothing again: rows, exact accuracy and hardware come back
+    # from encodingnet_quick_state.json (a network run would fail here)
+    def no_training(*args, **kwargs):
+        raise AssertionError("the rerun trained a network")
+
+    monkeypatch.setattr(protocol, "_apply", no_training)
+    again = run(
+        tmp_path, True, 0,
+        sweep=((0.2, 12, 5),), main=0.2, vectors=128,
+        finetune={"lenet5": {"finetune_epochs": 1.0, "max_steps": 2, "eval_images": 200}},
+        search={"outputs": 32, "rows": 64, "mutation_start": 0.05, "mutation_end": 0.01},
+    )  # fmt: skip
+
+    def measured(heads):  # the search's evaluations/s is timed afresh when it reloads its checkpoint
+        return [h for h in heads if h["metric"] != "fitness evaluations/s"]
+
+    assert measured(again) == measured(head)
+    assert json.loads((tmp_path / "encodingnet_quick.json").read_text())["results"]["rows"] == [row]
+    with pytest.raises(AssertionError, match="trained"):  # other fine-tuning settings: measured anew
+        run(
+            tmp_path, True, 0,
+            sweep=((0.2, 12, 5),), main=0.2, vectors=128,
+            finetune={"lenet5": {"finetune_epochs": 1.0, "max_steps": 3, "eval_images": 200}},
+            search={"outputs": 32, "rows": 64, "mutation_start": 0.05, "mutation_end": 0.01},
+        )  # fmt: skip
