@@ -33,6 +33,7 @@ class Row:
     rank: int = 1
     matched: bool = True  # scale WIDEN layers to meet the budget
     lr: float | None = None  # a schedule of its own (the stabilised reruns); None: the plan's
+    clip: float = 0.0  # gradient-norm clipping (TrainConfig.grad_clip_norm); 0: off
 
 
 @dataclass(frozen=True)
@@ -75,6 +76,15 @@ PLANS = {
                     LENET_SWAP, ("classifier.5",), ("power", "square", "product", "quadranet", "fan", "full")
                 )
                 if r.form not in ("linear-wide", "full")  # full trains at lr 0.05
+            ),
+            # the same at the plan's lr 0.05 with the gradient clipped to norm 1, the stabiliser the
+            # quadratic-network papers rely on; linear and efficient too, so the comparison stays matched
+            *(
+                replace(r, form=f"{r.form}@clip1", clip=1.0)
+                for r in _rows(
+                    LENET_SWAP, ("classifier.5",), ("power", "square", "product", "quadranet", "fan", "full")
+                )
+                if r.form not in ("linear-wide", "full")
             ),
         ),
         {"epochs": 5, "lr": 0.05},
@@ -136,6 +146,8 @@ def run_one(
     torch.manual_seed(seed)
     model, transforms = build(plan, row, spec, width)
     own = {"lr": row.lr} if row.lr is not None else {}  # a row's own schedule wins over the plan's
+    if row.clip:
+        own["grad_clip_norm"] = row.clip
     config = TrainConfig(
         **{"batch_size": 128, "weight_decay": 5e-4, **plan.train, **train_overrides, **own}, seed=seed
     )
