@@ -30,3 +30,10 @@ def test_experiment_smallest_form_writes_table_plots_and_headline(tmp_path):
     assert saved.is_file()
     again = _run_one("lenet5", 16, True, settings(True, 0, **small), tmp_path, data=None)
     assert again == json.loads(saved.read_text())
+    # a longer-retraining run is a run of its own beside the sweep's (the sweep's run is not redone)
+    longer = {"lenet5": {"keeps": [16], "finetune_steps": 12}}
+    run(tmp_path, True, 0, keeps=[16], delay_steps=[True], crosscheck_sites=4, longer=longer, **small)
+    rows = json.loads((tmp_path / "power_pruning.json").read_text())["results"]["rows"]
+    assert sorted({r["retrain_steps"] for r in rows}) == [10, 12]
+    assert (tmp_path / "runs" / "lenet5_k16_delay_steps12.json").is_file()
+    assert json.loads(saved.read_text()) == again

@@ -33,6 +33,9 @@ def settings(quick: bool, seed: int, **options: Any) -> dict[str, Any]:
             "resnet20": {"finetune_steps": 100, "test_images": 2000},
         },
         "crosscheck": {"model": "lenet5", "layer": "features.3", "sites": 16 if quick else 48},
+        # runs again with a longer retraining: does the accuracy loss of a K come from the retraining
+        # budget? (model -> the Ks, with the delay step, and the steps)
+        "longer": {} if quick else {"resnet20": {"keeps": [16, 32], "finetune_steps": 300}},
     }
     if quick:
         s["overrides"] |= {"transitions": 4096, "timed_transitions": 256, "delay_transitions": 1024}
@@ -40,6 +43,8 @@ def settings(quick: bool, seed: int, **options: Any) -> dict[str, Any]:
     for key, value in options.items():
         if key in ("models", "keeps", "delay_steps"):
             s[key] = list(value)
+        elif key == "longer":
+            s["longer"] = dict(value)
         elif key == "crosscheck_sites":
             s["crosscheck"]["sites"] = int(value)
         elif value is not None:
@@ -47,15 +52,23 @@ def settings(quick: bool, seed: int, **options: Any) -> dict[str, Any]:
     return s
 
 
-def _run_one(model_name: str, keep: int, delay_step: bool, s: dict, out_dir: Path, data) -> dict:
-    """One power_prune run, from its saved record when a previous (killed) run finished it."""
+def _run_one(
+    model_name: str, keep: int, delay_step: bool, s: dict, out_dir: Path, data, steps: int | None = None
+) -> dict:
+    """One power_prune run, from its saved record when a previous (killed) run finished it; ``steps``
+    overrides the retraining steps (a run of its own, saved under its own name)."""
     from frugalnn.core.zoo import load_pretrained
     from frugalnn.methods.power_pruning import PowerPruningConfig, power_prune
 
-    path = out_dir / "runs" / f"{model_name}_k{keep}_{'delay' if delay_step else 'nodelay'}.json"
+    name = f"{model_name}_k{keep}_{'delay' if delay_step else 'nodelay'}" + (
+        f"_steps{steps}" if steps else ""
+    )
+    path = out_dir / "runs" / f"{name}.json"
     if path.is_file():
         return json.loads(path.read_text())
     fields = s["overrides"] | s["per_model"].get(model_name, {}) | s["user"]
+    if steps:
+        fields |= {"finetune_steps": steps}
     fields |= {"keep": keep, "delay_step": delay_step, "voltage_scaling": True}
     fields.setdefault("cache_dir", str(out_dir / "cache"))
     config = PowerPruningConfig(**fields)
@@ -75,6 +88,7 @@ def rows_of(record: dict) -> list[dict]:
                 "model": record["model"],
                 "keep": record["config"]["keep"],
                 "delay_step": record["config"]["delay_step"],
+                "retrain_steps": record["config"]["finetune_steps"],
                 "voltage_scaling": scaled,
                 "vdd": record["voltage"]["vdd_v"] if scaled else record["voltage_model"]["nominal_v"],
                 "power_reduction": record["power_reduction_scaled" if scaled else "power_reduction_nominal"],
@@ -99,18 +113,23 @@ def run_protocol(out_dir: Path, quick: bool, seed: int, **options: Any) -> list[
     started = time.perf_counter()
     check = crosscheck(s, out_dir, data, quick)
     heads: list[dict] = []
+    longer = s.get("longer", {})
     for model_name in s["models"]:
-        for keep in s["keeps"]:
-            for delay_step in s["delay_steps"]:
-                rec = _run_one(model_name, keep, delay_step, s, out_dir, data)
-                records.append(rec)
-                r = rows_of(rec)[-1]
-                print(
-                    f"{model_name} K={keep} delay_step={delay_step}: acc {r['acc']:.4f} "
-                    f"(loss {r['acc_loss_pt']:.2f} pt), power -{100 * r['power_reduction']:.1f}% at {r['vdd']:.2f} V",
-                    flush=True,
-                )
-                heads = _write(out_dir, s, seed, data, records, check, time.perf_counter() - started, quick)
+        runs = [(keep, delay_step, None) for keep in s["keeps"] for delay_step in s["delay_steps"]]
+        if model_name in longer:
+            runs += [
+                (keep, True, longer[model_name]["finetune_steps"]) for keep in longer[model_name]["keeps"]
+            ]
+        for keep, delay_step, steps in runs:
+            rec = _run_one(model_name, keep, delay_step, s, out_dir, data, steps)
+            records.append(rec)
+            r = rows_of(rec)[-1]
+            print(
+                f"{model_name} K={keep} delay_step={delay_step} steps={r['retrain_steps']}: acc {r['acc']:.4f} "
+                f"(loss {r['acc_loss_pt']:.2f} pt), power -{100 * r['power_reduction']:.1f}% at {r['vdd']:.2f} V",
+                flush=True,
+            )
+            heads = _write(out_dir, s, seed, data, records, check, time.perf_counter() - started, quick)
     return heads
 
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 
 COLUMNS = (
-    "model", "keep", "delay_step", "voltage_scaling", "vdd", "power_reduction", "acc", "acc_loss_pt",
+    "model", "keep", "delay_step", "retrain_steps", "voltage_scaling", "vdd", "power_reduction", "acc", "acc_loss_pt",
     "weights", "activations", "max_delay_ns",
 )  # fmt: skip
 
@@ -78,27 +78,30 @@ def _plots(out_dir: Path, rows: list[dict], records: list[dict]) -> None:
 
     fig, ax = plt.subplots(figsize=(7, 4.5), dpi=120)
     for model in sorted({r["model"] for r in rows}):
-        for delay in (False, True):
-            for scaled in (False, True):
-                pts = sorted(
-                    (
-                        r for r in rows
-                        if r["model"] == model and r["delay_step"] == delay and r["voltage_scaling"] == scaled
-                    ),
-                    key=lambda r: -r["keep"],
-                )  # fmt: skip
-                if not pts:
-                    continue
-                label = f"{model}{' +delay' if delay else ''}{' +Vdd' if scaled else ''}"
-                ax.plot(
-                    [100 * p["power_reduction"] for p in pts],
-                    [100 * p["acc"] for p in pts],
-                    marker="o" if scaled else "s",
-                    linestyle="-" if delay else ":",
-                    label=label,
-                )
-                for p in pts:
-                    ax.annotate(f"K={p['keep']}", (100 * p["power_reduction"], 100 * p["acc"]), fontsize=6)
+        usual = min(r["retrain_steps"] for r in rows if r["model"] == model)  # the sweep's; more: extra runs
+        series = sorted(
+            {(r["delay_step"], r["voltage_scaling"], r["retrain_steps"]) for r in rows if r["model"] == model}
+        )
+        for delay, scaled, steps in series:
+            pts = sorted(
+                (
+                    r for r in rows
+                    if r["model"] == model and r["delay_step"] == delay and r["voltage_scaling"] == scaled
+                    and r["retrain_steps"] == steps
+                ),
+                key=lambda r: -r["keep"],
+            )  # fmt: skip
+            label = f"{model}{' +delay' if delay else ''}{' +Vdd' if scaled else ''}"
+            label += f", {steps} retraining steps" if steps != usual else ""
+            ax.plot(
+                [100 * p["power_reduction"] for p in pts],
+                [100 * p["acc"] for p in pts],
+                marker="o" if scaled else "s",
+                linestyle="-" if delay else ":",
+                label=label,
+            )
+            for p in pts:
+                ax.annotate(f"K={p['keep']}", (100 * p["power_reduction"], 100 * p["acc"]), fontsize=6)
     ax.set_xlabel("MAC-array power reduction (%)")
     ax.set_ylabel("test accuracy (%)")
     ax.set_title("PowerPruning: power against accuracy")
@@ -118,7 +121,8 @@ def _plots(out_dir: Path, rows: list[dict], records: list[dict]) -> None:
         ax.bar(range(len(codes)), 100 * share)
         ax.set_xticks(range(len(codes)), [str(c) for c in codes], fontsize=7)
         ax.set_ylabel("% of MACs")
-        ax.set_title(f"{r['model']}, K={r['config']['keep']}, delay step: weight values in use", fontsize=9)
+        title = f"{r['model']}, K={r['config']['keep']}, delay step, {r['config']['finetune_steps']} retraining steps"
+        ax.set_title(f"{title}: weight values in use", fontsize=9)
     save_figure(fig, out_dir / "weight_histogram.png")
 
 
@@ -131,7 +135,8 @@ def headline(rows: list[dict], records: list[dict], check: list[dict]) -> list[d
             {
                 "metric": f"{model}: MAC-array power reduction at <= 1 pt accuracy loss"
                 + (
-                    f" (K={best['keep']}, delay step {best['delay_step']}, {best['vdd']:.2f} V)"
+                    f" (K={best['keep']}, delay step {best['delay_step']}, {best['vdd']:.2f} V,"
+                    f" {best['retrain_steps']} retraining steps)"
                     if best
                     else ""
                 ),
