@@ -56,11 +56,16 @@ if __name__ == "__main__":
     parser.add_argument("--models", nargs="+", default=None, choices=("lenet5", "resnet20"))
     parser.add_argument("--keeps", nargs="+", type=int, default=None)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--skip-timing", action="store_true", help="keep timing.json (no cold selection + voltage timing)"
+    )
     args = parser.parse_args()
     torch.set_num_threads(1)
     options = {k: v for k, v in (("models", args.models), ("keeps", args.keeps)) if v}
     for row in run(OUT, quick=False, seed=args.seed, **options):
         print(row, flush=True)
+    if args.skip_timing:
+        raise SystemExit(0)
     timing = cold_timing(args.models or ["lenet5", "resnet20"])
     write_record(
         OUT / "timing.json",

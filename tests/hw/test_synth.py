@@ -1,5 +1,8 @@
 """yosys synthesis, OpenSTA timing and power, and the errors a user sees."""
 
+import time
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -81,3 +84,25 @@ def test_library_paths_with_spaces_or_script_syntax_cannot_inject(tmp_path):
     assert mapped.n_cells >= 1 and sta_timing(mapped).critical_path_ns > 0
     with pytest.raises(ConfigError, match="abc_script is one line"):
         synthesize("module t(input a, output y); assign y = a; endmodule", "t", lib, abc_script="x\nshell")
+
+
+def _alive(pid: int) -> bool:
+    """True while ``pid`` runs (a zombie waiting for its reaper counts as gone)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split(") ")[1][0] != "Z"
+    except (FileNotFoundError, IndexError):
+        return False
+
+
+def test_a_tool_past_its_time_limit_is_stopped_with_everything_it_started(tmp_path):
+    """yosys runs abc as a child: a timeout must not leave the child running."""
+    from frugalnn.hw.synth import run_tool
+
+    script = "sleep 60 & echo $! > child.pid; wait"
+    with pytest.raises(ToolError, match=r"took over 1 s on the design"):
+        run_tool(["sh", "-c", script], tmp_path, "the design", timeout_s=1)
+    child = int((tmp_path / "child.pid").read_text())
+    deadline = time.monotonic() + 5
+    while _alive(child) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not _alive(child)

@@ -10,6 +10,7 @@ import json
 import os
 import re
 import shutil
+import signal
 import subprocess
 import tempfile
 from dataclasses import dataclass, field
@@ -45,13 +46,36 @@ def _trim(text: str, lines: int = 12) -> str:
     return " | ".join(picked)[:1500]
 
 
+def _stop_group(proc: subprocess.Popen) -> None:
+    """Kill the tool and every process it started (yosys runs abc, Verilator runs make and the compiler)."""
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    proc.communicate()
+
+
 def run_tool(args: list[str], cwd: Path, what: str, timeout_s: float = 600.0) -> str:
     exe = require_tool(args[0])
-    try:
-        proc = subprocess.run([exe, *args[1:]], cwd=cwd, capture_output=True, text=True, timeout=timeout_s)
-    except subprocess.TimeoutExpired:
-        raise ToolError(f"{args[0]} took over {timeout_s:.0f} s on {what}; simplify the design") from None
-    out = proc.stdout + proc.stderr
+    # a session of its own, so that a timeout or Ctrl-C stops the whole tree, not only its root: a
+    # killed yosys otherwise leaves its abc child running for as long as abc likes
+    with subprocess.Popen(
+        [exe, *args[1:]],
+        cwd=cwd,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    ) as proc:
+        try:
+            stdout, stderr = proc.communicate(timeout=timeout_s)
+        except subprocess.TimeoutExpired:
+            _stop_group(proc)
+            raise ToolError(f"{args[0]} took over {timeout_s:.0f} s on {what}; simplify the design") from None
+        except BaseException:
+            _stop_group(proc)
+            raise
+    out = stdout + stderr
     if proc.returncode != 0:
         raise ToolError(f"{args[0]} rejected {what}: {_trim(out)}")
     return out

@@ -17,7 +17,7 @@ from frugalnn.methods.logic_flatten.sim import simulate_design
 FULL = {
     "datasets": ("digits", "fashion-mnist"),
     "hidden": {"digits": (16,), "fashion-mnist": (16,)},
-    "penalties": {"digits": (0.0, 1.0, 3.0), "fashion-mnist": (0.0, 0.1, 0.3, 1.0)},
+    "penalties": {"digits": (0.0, 1.0, 3.0), "fashion-mnist": (0.0, 0.1, 0.2, 0.3, 1.0)},
     "hw_penalty": 1.0,
     "pipeline_ns": 2.0,
     "epochs": 40,
