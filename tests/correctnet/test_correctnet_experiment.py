@@ -41,5 +41,7 @@ def test_full_settings_give_each_model_its_sigmas_chips_and_method():
     lenet, vgg = method_config(s, "lenet5", 0), method_config(s, "vgg-small", 0)
     assert (lenet.comp_steps, lenet.search_iters) == (200, 8)  # the shared method settings
     assert (vgg.comp_steps, vgg.search_iters, vgg.search_images) == (100, 4, 300)  # VGG-small's own win
-    assert per_model(s["sigmas"], "vgg-small") == (0.9, 0.5) and per_model(s["draws"], "vgg-small") >= 100
+    assert (
+        per_model(s["sigmas"], "vgg-small") == (0.9, 0.5, 0.3) and per_model(s["draws"], "vgg-small") >= 100
+    )
     assert per_model(settings(True)["sigmas"], "lenet5") == (0.5, 0.9)  # one value for every model
