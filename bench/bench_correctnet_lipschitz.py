@@ -7,7 +7,6 @@ OMP_NUM_THREADS=1 .venv/bin/python bench/bench_correctnet_lipschitz.py
 """
 
 import argparse
-import copy
 from pathlib import Path
 
 import torch
@@ -16,10 +15,9 @@ from frugalnn.core.data import load_fashion_mnist
 from frugalnn.core.measure import accuracy
 from frugalnn.core.report import make_record, markdown_table, write_markdown, write_record
 from frugalnn.core.zoo import load_pretrained
+from frugalnn.experiments.correctnet.protocol import lipschitz_tuned
 from frugalnn.hw.crossbar_mc import monte_carlo_accuracy
 from frugalnn.methods.correctnet import CorrectNetConfig
-from frugalnn.methods.correctnet.compensation import mappable_layers
-from frugalnn.methods.correctnet.lipschitz import lipschitz_finetune
 
 OUT = Path(__file__).resolve().parent.parent / "docs" / "results" / "correctnet"
 WEIGHTS = (0.0, 1e-3, 1e-2, 1e-1, 1.0)
@@ -36,14 +34,7 @@ if __name__ == "__main__":
     cfg = CorrectNetConfig(lipschitz_steps=300)
     rows = []
     for weight in WEIGHTS:
-        tuned = copy.deepcopy(model)
-        if weight:
-            layers = {n: tuned.get_submodule(n) for n in mappable_layers(tuned)}
-            lipschitz_finetune(
-                tuned, layers, data.x_train, data.y_train, weight=weight, beta=None, steps=cfg.lipschitz_steps,
-                lr=cfg.lipschitz_lr, batch_size=cfg.batch_size, seed=0, device=torch.device("cpu"), progress=False,
-            )  # fmt: skip
-        tuned.eval()
+        tuned = lipschitz_tuned(model, cfg, data, 0, weight, progress=False)[0] if weight else model.eval()
         row = {"lipschitz_weight": weight, "clean_acc": accuracy(tuned, x, y)}
         for sigma in SIGMAS:
             mc = monte_carlo_accuracy(tuned, x, y, 20, cfg.crossbar(sigma), torch.Generator().manual_seed(1))

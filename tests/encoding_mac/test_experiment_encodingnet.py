@@ -5,14 +5,19 @@ import pytest
 from frugalnn.experiments.encodingnet import protocol, run
 
 
-def test_quick_experiment_end_to_end_small(tmp_path, monkeypatch):
+def _run_small(out, finetune_steps=2):
     """The --quick protocol with a still smaller sweep: one threshold, few images, short stream."""
-    head = run(
-        tmp_path, True, 0,
+    return run(
+        out, True, 0,
         sweep=((0.2, 12, 5),), main=0.2, vectors=128,
-        finetune={"lenet5": {"finetune_epochs": 1.0, "max_steps": 2, "eval_images": 200}},
+        finetune={"lenet5": {"finetune_epochs": 1.0, "max_steps": finetune_steps, "eval_images": 200}},
         search={"outputs": 32, "rows": 64, "mutation_start": 0.05, "mutation_end": 0.01},
     )  # fmt: skip
+
+
+def test_quick_experiment_end_to_end_small(tmp_path, monkeypatch):
+    """The --quick protocol with a still smaller sweep: one threshold, few images, short stream."""
+    head = _run_small(tmp_path)
     rec = json.loads((tmp_path / "encodingnet_quick.json").read_text())
     row = rec["results"]["rows"][0]
     for key in ("model", "bits", "threshold", "max_re", "area_encoded", "area_multiplier", "energy_encoded_pj",
@@ -29,12 +34,7 @@ def test_quick_experiment_end_to_end_small(tmp_path, monkeypatch):
         raise AssertionError("the rerun trained a network")
 
     monkeypatch.setattr(protocol, "_apply", no_training)
-    again = run(
-        tmp_path, True, 0,
-        sweep=((0.2, 12, 5),), main=0.2, vectors=128,
-        finetune={"lenet5": {"finetune_epochs": 1.0, "max_steps": 2, "eval_images": 200}},
-        search={"outputs": 32, "rows": 64, "mutation_start": 0.05, "mutation_end": 0.01},
-    )  # fmt: skip
+    again = _run_small(tmp_path)
 
     def measured(heads):  # the search's evaluations/s is timed afresh when it reloads its checkpoint
         return [h for h in heads if h["metric"] != "fitness evaluations/s"]
@@ -42,9 +42,4 @@ def test_quick_experiment_end_to_end_small(tmp_path, monkeypatch):
     assert measured(again) == measured(head)
     assert json.loads((tmp_path / "encodingnet_quick.json").read_text())["results"]["rows"] == [row]
     with pytest.raises(AssertionError, match="trained"):  # other fine-tuning settings: measured anew
-        run(
-            tmp_path, True, 0,
-            sweep=((0.2, 12, 5),), main=0.2, vectors=128,
-            finetune={"lenet5": {"finetune_epochs": 1.0, "max_steps": 3, "eval_images": 200}},
-            search={"outputs": 32, "rows": 64, "mutation_start": 0.05, "mutation_end": 0.01},
-        )  # fmt: skip
+        _run_small(tmp_path, finetune_steps=3)

@@ -4,57 +4,42 @@ from __future__ import annotations
 
 import argparse
 import math
+from collections.abc import Callable
+from typing import Any
+
+
+def _checked(text: str, convert: type, expected: str, accept: Callable[[Any], bool], must: str) -> Any:
+    """``convert(text)`` if it parses and ``accept`` holds, else an ArgumentTypeError that says which."""
+    try:
+        value = convert(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected {expected}, got {text!r}") from None
+    if not accept(value):
+        raise argparse.ArgumentTypeError(f"must {must}, got {value}")
+    return value
 
 
 def positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"must be a positive whole number, got {value}")
-    return value
+    return _checked(text, int, "a whole number", lambda v: v > 0, "be a positive whole number")
 
 
 def non_negative_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be 0 or more, got {value}")
-    return value
+    return _checked(text, int, "a whole number", lambda v: v >= 0, "be 0 or more")
 
 
 def unit_interval(text: str) -> float:
     """A float strictly inside (0, 1)."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number in (0, 1), got {text!r}") from None
-    if not 0.0 < value < 1.0:
-        raise argparse.ArgumentTypeError(f"must lie strictly between 0 and 1, got {value}")
-    return value
+    return _checked(
+        text, float, "a number in (0, 1)", lambda v: 0.0 < v < 1.0, "lie strictly between 0 and 1"
+    )
 
 
 def positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-    if not 0 < value < math.inf:
-        raise argparse.ArgumentTypeError(f"must be a positive finite number, got {value}")
-    return value
+    return _checked(text, float, "a number", lambda v: 0 < v < math.inf, "be a positive finite number")
 
 
 def non_negative_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-    if not 0 <= value < math.inf:
-        raise argparse.ArgumentTypeError(f"must be 0 or a positive finite number, got {value}")
-    return value
+    return _checked(text, float, "a number", lambda v: 0 <= v < math.inf, "be 0 or a positive finite number")
 
 
 def set_threads(threads: int | None) -> None:

@@ -62,6 +62,26 @@ def method_config(s: dict[str, Any], name: str, seed: int) -> Any:
     ).validate()
 
 
+def lipschitz_tuned(
+    model: Any, cfg: Any, data: Any, seed: int, weight: float | None = None, progress: bool = True
+) -> tuple[Any, dict]:
+    """A copy of ``model`` fine-tuned on ``data``'s training split with the Lipschitz regulariser on its
+    crossbar layers (``cfg``'s steps, lr and batch; ``weight``: λ, default ``cfg.lipschitz_weight``)."""
+    import copy
+
+    from frugalnn.methods.correctnet.compensation import mappable_layers
+    from frugalnn.methods.correctnet.lipschitz import lipschitz_finetune
+
+    tuned = copy.deepcopy(model)
+    layers = {n: tuned.get_submodule(n) for n in mappable_layers(tuned)}
+    rec = lipschitz_finetune(
+        tuned, layers, data.x_train, data.y_train, beta=None, seed=seed, device=torch.device("cpu"),
+        weight=cfg.lipschitz_weight if weight is None else weight, steps=cfg.lipschitz_steps,
+        lr=cfg.lipschitz_lr, batch_size=cfg.batch_size, progress=progress,
+    )  # fmt: skip
+    return tuned.cpu().eval(), rec
+
+
 def _load_rows(path: Path) -> dict[tuple[str, float, str], dict[str, Any]]:
     rows = {}
     if path.exists():
@@ -98,7 +118,6 @@ def run_protocol(out_dir: Path, quick: bool, seed: int, **options: Any) -> list[
     from frugalnn.experiments.correctnet.report import headline, write_report
     from frugalnn.hw.crossbar_mc import monte_carlo_accuracy
     from frugalnn.methods.correctnet import correct, overhead, transform_entry
-    from frugalnn.methods.correctnet.lipschitz import lipschitz_finetune
 
     torch.manual_seed(seed)
     s = settings(quick, **options)
@@ -121,21 +140,11 @@ def run_protocol(out_dir: Path, quick: bool, seed: int, **options: Any) -> list[
         clean = accuracy(model, x, y)
         draws = int(per_model(s["draws"], name))
 
-        def lipschitz_make(model: Any = model, base_cfg: Any = base_cfg) -> tuple[Any, dict]:
-            import copy
-
-            from frugalnn.methods.correctnet.compensation import mappable_layers
-
-            tuned = copy.deepcopy(model)
-            layers = {n: tuned.get_submodule(n) for n in mappable_layers(tuned)}
-            rec = lipschitz_finetune(
-                tuned, layers, data.x_train, data.y_train, weight=base_cfg.lipschitz_weight, beta=None,
-                steps=base_cfg.lipschitz_steps, lr=base_cfg.lipschitz_lr, batch_size=base_cfg.batch_size,
-                seed=seed, device=torch.device("cpu"),
-            )  # fmt: skip
-            return tuned.cpu().eval(), rec
-
-        tuned, _ = _cached_model(out_dir / "models" / f"{name}-lipschitz", lipschitz_make, spec)
+        tuned, _ = _cached_model(
+            out_dir / "models" / f"{name}-lipschitz",
+            lambda model=model, cfg=base_cfg: lipschitz_tuned(model, cfg, data, seed),
+            spec,
+        )
         tuned.eval()
         for sigma in per_model(s["sigmas"], name):
             cfg = replace(base_cfg, sigma=sigma, lipschitz_steps=0)

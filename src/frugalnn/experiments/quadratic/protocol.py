@@ -57,6 +57,19 @@ def _rows(swap: tuple[str, ...], last: tuple[str, ...], forms: tuple[str, ...]) 
 
 
 LENET_SWAP = ("classifier.*",)
+LENET_ROWS = _rows(LENET_SWAP, ("classifier.5",), ("power", "square", "product", "quadranet", "fan", "full"))
+
+
+def _rerun(tag: str, **changes: Any) -> tuple[Row, ...]:
+    """LeNet-5's linear and quadratic rows again under another schedule (``form@tag``); the wider linear
+    network and ``full`` (which trains at the plan's lr) are not rerun."""
+    return tuple(
+        replace(r, form=f"{r.form}@{tag}", **changes)
+        for r in LENET_ROWS
+        if r.form not in ("linear-wide", "full")
+    )
+
+
 PLANS = {
     # LeNet-5: the quadratic forms replace the three linear layers (xᵀAx only the last: 10·84² > budget
     # elsewhere); widths of the two hidden linear layers meet the budget
@@ -65,27 +78,15 @@ PLANS = {
         LENET_SWAP,
         ("classifier.1", "classifier.3"),
         (
-            *_rows(LENET_SWAP, ("classifier.5",), ("power", "square", "product", "quadranet", "fan", "full")),
+            *LENET_ROWS,
             Row("efficient-r4", "efficient", LENET_SWAP, rank=4, matched=False),
             Row("efficient-all", "efficient", ("features.*", "classifier.*"), matched=False),
             # at lr 0.05 the prior forms diverge on some or all seeds (loss NaN, 10 % accuracy): the
             # linear and every quadratic form again at lr 0.02, where they train
-            *(
-                replace(r, form=f"{r.form}@lr0.02", lr=0.02)
-                for r in _rows(
-                    LENET_SWAP, ("classifier.5",), ("power", "square", "product", "quadranet", "fan", "full")
-                )
-                if r.form not in ("linear-wide", "full")  # full trains at lr 0.05
-            ),
+            *_rerun("lr0.02", lr=0.02),
             # the same at the plan's lr 0.05 with the gradient clipped to norm 1, the stabiliser the
             # quadratic-network papers rely on; linear and efficient too, so the comparison stays matched
-            *(
-                replace(r, form=f"{r.form}@clip1", clip=1.0)
-                for r in _rows(
-                    LENET_SWAP, ("classifier.5",), ("power", "square", "product", "quadranet", "fan", "full")
-                )
-                if r.form not in ("linear-wide", "full")
-            ),
+            *_rerun("clip1", clip=1.0),
         ),
         {"epochs": 5, "lr": 0.05},
     ),
